@@ -1,0 +1,126 @@
+"""One typed, validated view of params.yaml, loaded the same way by every stage.
+
+The documentation of each key lives in params.yaml itself; this module only knows its
+type and the values it may take, and rejects anything else before any work is done.
+"""
+
+import dataclasses
+import math
+import re
+
+import yaml
+
+from stages.common import PipelineError
+from stages.paths import PARAMS_FILE
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+BEST_MODEL_METRICS = ("accuracy", "f1", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    dataset: str
+    dataset_config: str
+    checkpoint: str
+    max_length: int
+    seed: int
+    lr: float
+    epochs: float
+    max_steps: int
+    train_batch_size: int
+    eval_batch_size: int
+    weight_decay: float
+    warmup_ratio: float
+    lr_scheduler: str
+    precision: str
+    group_by_length: bool
+    eval_steps: int
+    logging_steps: int
+    early_stopping_patience: int
+    best_model_metric: str
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e-05` as a float, as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where a float needs a dot, so `1e-05` (what
+    `dvc exp run -S lr=1e-5` writes back to params.yaml) would be the string "1e-05".
+    """
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def load_params(path=PARAMS_FILE):
+    try:
+        with open(path) as params_file:
+            raw = yaml.load(params_file, Loader=_Yaml12Loader)
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found: run the stage from the project root") from None
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path} must be a mapping of key: value, got {type(raw).__name__}")
+    return parse_params(raw, source=path)
+
+
+def parse_params(raw, source=PARAMS_FILE):
+    fields = {field.name: field.type for field in dataclasses.fields(Params)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise PipelineError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(fields)})")
+    missing = [name for name in fields if name not in raw]
+    if missing:
+        raise PipelineError(f"{source}: missing key {missing[0]!r}")
+    values = {name: _typed(source, name, raw[name], expected) for name, expected in fields.items()}
+    params = Params(**values)
+    _check_ranges(source, params)
+    return params
+
+
+def _typed(source, name, value, expected):
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise PipelineError(f"{source}: {name} must be true or false, got {value!r}")
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise PipelineError(f"{source}: {name} must be an integer, got {value!r}")
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise PipelineError(f"{source}: {name} must be a number, got {value!r}")
+    if isinstance(value, str) and value.strip():
+        return value
+    raise PipelineError(f"{source}: {name} must be a non-empty string, got {value!r}")
+
+
+def _check_ranges(source, params):
+    def require(condition, key, rule):
+        if not condition:
+            raise PipelineError(f"{source}: {key} {rule}, got {getattr(params, key)!r}")
+
+    def require_choice(key, choices):
+        require(getattr(params, key) in choices, key, f"must be one of {', '.join(choices)}")
+
+    require(0 < params.max_length, "max_length", "must be > 0")
+    require(params.lr > 0, "lr", "must be > 0")
+    require(params.epochs > 0, "epochs", "must be > 0")
+    require(params.max_steps == -1 or params.max_steps > 0, "max_steps", "must be -1 (all epochs) or > 0")
+    require(params.train_batch_size > 0, "train_batch_size", "must be > 0")
+    require(params.eval_batch_size > 0, "eval_batch_size", "must be > 0")
+    require(params.weight_decay >= 0, "weight_decay", "must be >= 0")
+    require(0 <= params.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+    require(params.eval_steps > 0, "eval_steps", "must be > 0")
+    require(params.logging_steps > 0, "logging_steps", "must be > 0")
+    require(params.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 = off)")
+    require(params.seed >= 0, "seed", "must be >= 0")
+    require_choice("lr_scheduler", LR_SCHEDULERS)
+    require_choice("precision", PRECISIONS)
+    require_choice("best_model_metric", BEST_MODEL_METRICS)

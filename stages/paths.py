@@ -1,0 +1,35 @@
+"""Where stages read and write, relative to the project root (DVC runs stages from there).
+
+Each path here is declared in dvc.yaml as a dep or an output of the stage that uses it.
+"""
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+
+RAW_DIR = Path("data/raw")
+PROVENANCE_FILE = RAW_DIR / "provenance.json"
+TOKENIZED_DIR = Path("data/tokenized")
+
+MODEL_DIR = Path("models")
+
+METRICS_DIR = Path("metrics")
+TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
+EVALUATION_METRICS_FILE = METRICS_DIR / "evaluation.json"
+TRAIN_HISTORY_FILE = METRICS_DIR / "history" / "train.csv"
+EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "validation.csv"
+PREDICTIONS_DIR = METRICS_DIR / "predictions"
+# PNG figures: a cached DVC output beside the Git-tracked metrics they draw.
+PLOTS_DIR = METRICS_DIR / "plots"
+
+SPLITS = ("train", "validation", "test")
+# The splits the evaluate stage scores and the plot stage draws confusion matrices for.
+EVALUATED_SPLITS = ("validation", "test")
+
+
+def raw_split_file(split):
+    return RAW_DIR / f"{split}.parquet"
+
+
+def predictions_file(split):
+    return PREDICTIONS_DIR / f"{split}.csv"

@@ -1,0 +1,129 @@
+"""The real `dvc` CLI on a copy of the project in a fresh Git repository, with tiny params."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import copy_project, write_params
+
+ALL_OUTPUTS = [
+    "data/raw/train.parquet", "data/raw/provenance.json", "data/tokenized/dataset_dict.json",
+    "models/config.json", "models/model.safetensors", "metrics/train.json", "metrics/evaluation.json",
+    "metrics/history/train.csv", "metrics/history/validation.csv",
+    "metrics/predictions/validation.csv", "metrics/predictions/test.csv", "metrics/plots/loss.png",
+]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_params, glue_parquet_dir):
+    root = copy_project(tmp_path_factory.mktemp("e2e") / "project")
+    write_params(root, tiny_params)
+    env = {
+        **os.environ,
+        "GLUE_DIR": str(glue_parquet_dir),
+        "HF_HUB_OFFLINE": "1",
+        # dvc must run the stages with this interpreter, whatever PATH the tests got.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+
+    def run(*command):
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    run("git", "init", "-q", "-b", "main")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "project")
+    first_repro = run("dvc", "repro")
+    return root, run, first_repro
+
+
+def ran_stages(output):
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def test_repro_produces_every_output_then_nothing_to_do(repo):
+    root, run, first_repro = repo
+    assert ran_stages(first_repro) == ["download", "tokenize", "train", "evaluate", "plot"]
+    assert [output for output in ALL_OUTPUTS if not (root / output).is_file()] == []
+    # Git sees only small tracked files: artifacts are ignored and live in DVC's cache.
+    run("git", "add", "-A")
+    staged = run("git", "diff", "--cached", "--name-only").split()
+    assert not [name for name in staged if name.startswith(("data/raw/", "data/tokenized/", "models/", "metrics/plots/"))]
+    run("git", "commit", "-q", "-m", "first run")
+    second_repro = run("dvc", "repro")
+    assert ran_stages(second_repro) == []
+    assert "Data and pipelines are up to date" in second_repro
+
+
+def test_exp_run_lr_reruns_only_training_and_shows_both_runs(repo):
+    root, run, _ = repo
+    output = run("dvc", "exp", "run", "-S", "lr=1e-5")
+    assert ran_stages(output) == ["train", "evaluate", "plot"]
+    assert "Stage 'download' didn't change, skipping" in output
+    assert "Stage 'tokenize' didn't change, skipping" in output
+
+    rows = json.loads(run("dvc", "exp", "show", "--json"))
+    runs = _all_runs(rows)
+    learning_rates = sorted(_params(entry)["lr"] for entry in runs)
+    assert learning_rates == [1e-05, 0.001]
+    for entry in runs:
+        metrics = _metrics(entry, "metrics/evaluation.json")
+        assert 0 <= metrics["validation_accuracy"] <= 1 and 0 <= metrics["test_f1"] <= 1
+    # DVC wrote `lr: 1e-05` (a string to plain PyYAML); the train stage got the float.
+    assert "lr: 1e-05" in (root / "params.yaml").read_text()
+    with open(root / "metrics" / "history" / "train.csv", newline="") as history:
+        logged_rates = [float(row["learning_rate"]) for row in csv.DictReader(history)]
+    assert 0 < max(logged_rates) <= 1e-05
+    run("git", "checkout", "--", "params.yaml", "dvc.lock", "metrics")
+
+
+def test_branches_compare_with_metrics_diff_and_plots(repo):
+    root, run, _ = repo
+    run("dvc", "checkout")
+    run("git", "checkout", "-q", "-b", "more-steps")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    write_params(root, params, epochs=3)
+    assert ran_stages(run("dvc", "repro")) == ["train", "evaluate", "plot"]
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "three epochs")
+
+    params_diff = json.loads(run("dvc", "params", "diff", "main", "--json"))
+    assert params_diff["params.yaml"]["epochs"] == {"old": 2, "new": 3, "diff": 1}
+    metrics_diff = json.loads(run("dvc", "metrics", "diff", "main", "--json"))
+    assert metrics_diff["metrics/train.json"]["steps"] == {"old": 12, "new": 18, "diff": 6}
+
+    run("dvc", "plots", "diff", "main", "-o", "plots_diff")
+    page = (root / "plots_diff" / "index.html").read_text()
+    assert "Train and validation loss" in page and "main" in page and "workspace" in page
+    run("dvc", "plots", "show", "-o", "plots_show")
+    assert "Confusion matrix (validation)" in (root / "plots_show" / "index.html").read_text()
+
+
+def _all_runs(rows):
+    """Baseline commits and their experiments, from `dvc exp show --json`."""
+    runs = []
+    for row in rows:
+        if row.get("rev") == "workspace":
+            continue
+        runs.append(row)
+        for experiment in row.get("experiments") or []:
+            runs.extend(experiment.get("revs", []))
+    return runs
+
+
+def _params(entry):
+    return entry["data"]["params"]["params.yaml"]["data"]
+
+
+def _metrics(entry, path):
+    return entry["data"]["metrics"][path]["data"]
