@@ -11,7 +11,14 @@ import tempfile
 import time
 
 import datasets
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    ProgressCallback,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
 from stages.common import PipelineError, atomic_output, run_stage, write_json
 from stages.model import compute_metrics, device_arguments, load_classifier, load_tokenizer
@@ -28,6 +35,15 @@ TRAIN_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", "loss": "train_loss",
                          "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 EVALUATION_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", "eval_loss": "validation_loss",
                               "eval_accuracy": "validation_accuracy", "eval_f1": "validation_f1"}
+
+
+class EvaluationProgress(ProgressCallback):
+    """Trainer's progress bar, printing evaluations only: a line per logging step would be
+    a wall of text, and those values are in metrics/history/train.csv anyway."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "eval_loss" in logs:
+            super().on_log(args, state, control, logs=logs, **kwargs)
 
 
 def training_arguments(params, output_dir):
@@ -87,6 +103,8 @@ def main():
             compute_metrics=compute_metrics,
             callbacks=callbacks,
         )
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(EvaluationProgress)
         result = trainer.train()
 
     with atomic_output(MODEL_DIR) as staging:
