@@ -53,22 +53,18 @@ def _plot_loss(train_history, validation_history, path):
     axis.set(xlabel="step", ylabel="cross-entropy loss", title="Loss")
     axis.legend()
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _plot_validation_scores(validation_history, path):
     figure, axis = plt.subplots(figsize=(7, 4))
     steps = _column(validation_history, "step")
     for metric in ("validation_accuracy", "validation_f1"):
-        axis.plot(steps, _column(validation_history, metric), label=metric.replace("_", " "), marker="o")
+        axis.plot(steps, _column(validation_history, metric), label=metric, marker="o")
     axis.set(xlabel="step", ylabel="score", title="Validation accuracy and F1")
     axis.legend()
     axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path)
 
 
 def _plot_confusion(predictions, split, path):
@@ -83,8 +79,11 @@ def _plot_confusion(predictions, split, path):
     ticks = range(len(LABEL_NAMES))
     axis.set(xticks=ticks, yticks=ticks, xticklabels=LABEL_NAMES, yticklabels=LABEL_NAMES,
              xlabel="predicted", ylabel="actual", title=f"Confusion matrix ({split})")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    _save(figure, path)
+
+
+def _save(figure, path):
+    figure.savefig(path, dpi=100, bbox_inches="tight")  # keeps long tick labels inside the image
     plt.close(figure)
 
 

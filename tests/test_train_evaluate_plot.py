@@ -15,11 +15,17 @@ def read_csv(path):
         return list(csv.DictReader(csv_file))
 
 
-@pytest.fixture
-def trained_project(project):
-    for stage in (download, tokenize, train, evaluate, plot):
-        stage.main()
-    return project
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory, tiny_params, glue_parquet_dir):
+    """One full run of the stages, shared by the tests that only read its outputs."""
+    project_dir = tmp_path_factory.mktemp("trained")
+    write_params(project_dir, tiny_params)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project_dir)
+        monkeypatch.setenv("GLUE_DIR", str(glue_parquet_dir))
+        for stage in (download, tokenize, train, evaluate, plot):
+            stage.main()
+    return project_dir
 
 
 def test_train_saves_model_history_and_metrics(trained_project, tiny_params):
