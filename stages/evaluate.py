@@ -1,8 +1,9 @@
 """Stage `evaluate`: the trained model on validation and test, to metrics/ and predictions/.
 
 Reports accuracy and F1 (the GLUE MRPC metric, from the project's `evaluate` module)
-and mean cross-entropy loss per split, plus one CSV row per example for confusion matrices.
-A split without labels (GLUE's own test.tsv) gets predictions but no metrics.
+and mean cross-entropy loss per split, each with a 95% bootstrap confidence interval,
+plus one CSV row per example for confusion matrices. A split without labels (GLUE's
+own test.tsv) gets predictions but no metrics.
 """
 
 import csv
@@ -16,8 +17,9 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from stages.common import PipelineError, atomic_output, run_stage, write_json
 from stages.data import NO_LABEL
-from stages.model import device_arguments, load_classifier, load_tokenizer, mrpc_metrics
+from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.params import load_params
+from stages.scores import bootstrap_intervals, mrpc_metrics
 from stages.paths import EVALUATED_SPLITS, EVALUATION_METRICS_FILE, MODEL_DIR, TOKENIZED_DIR, predictions_file
 
 
@@ -44,23 +46,33 @@ def main():
         metrics = {}
         for split in EVALUATED_SPLITS:
             split_data = tokenized[split]
-            labelled = NO_LABEL not in set(split_data["labels"])
-            # Trainer computes the loss only when labels are present.
-            inputs = split_data.remove_columns("idx") if labelled else split_data.remove_columns(["idx", "labels"])
-            output = predictor.predict(inputs)
+            output = predictor.predict(split_data.remove_columns(["idx", "labels"]))
             logits = torch.from_numpy(np.asarray(output.predictions, dtype=np.float32))
             probabilities = logits.softmax(dim=-1)[:, 1].numpy()
             predictions = logits.argmax(dim=-1).numpy()
-            _write_predictions(split, split_data["idx"], split_data["labels"], predictions, probabilities)
-            if labelled:
-                scores = mrpc_metrics(predictions, split_data["labels"])
-                metrics[f"{split}_accuracy"] = scores["accuracy"]
-                metrics[f"{split}_f1"] = scores["f1"]
-                metrics[f"{split}_loss"] = float(output.metrics["test_loss"])
+            labels = np.asarray(split_data["labels"])
+            _write_predictions(split, split_data["idx"], labels, predictions, probabilities)
+            if NO_LABEL not in labels:
+                metrics.update(_scores(split, logits, predictions, labels, params))
     write_json(EVALUATION_METRICS_FILE, metrics)
 
-    summary = ", ".join(f"{key} {value:.4f}" for key, value in metrics.items())
+    summary = ", ".join(
+        f"{key} {value:.4f} [{metrics[key + '_ci_low']:.4f}, {metrics[key + '_ci_high']:.4f}]"
+        for key, value in metrics.items() if not key.endswith(("_ci_low", "_ci_high"))
+    )
     print(f"evaluate: {summary} -> {EVALUATION_METRICS_FILE} in {time.perf_counter() - started:.0f}s")
+
+
+def _scores(split, logits, predictions, labels, params):
+    """Point metrics and their bootstrap intervals, as flat `<split>_<metric>[_ci_low|_ci_high]` keys."""
+    losses = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels), reduction="none").numpy()
+    points = {**mrpc_metrics(predictions, labels), "loss": float(losses.mean())}
+    intervals = bootstrap_intervals(predictions, labels, losses, params.bootstrap_resamples, params.bootstrap_seed)
+    scores = {}
+    for name, value in points.items():
+        low, high = intervals[name]
+        scores.update({f"{split}_{name}": value, f"{split}_{name}_ci_low": low, f"{split}_{name}_ci_high": high})
+    return scores
 
 
 def _write_predictions(split, indices, labels, predictions, probabilities):
@@ -68,7 +80,7 @@ def _write_predictions(split, indices, labels, predictions, probabilities):
         with open(staging, "w", newline="") as predictions_csv:
             writer = csv.writer(predictions_csv)
             writer.writerow(["idx", "label", "prediction", "probability_equivalent"])
-            for row in zip(indices, labels, predictions.tolist(), probabilities.tolist()):
+            for row in zip(indices, labels.tolist(), predictions.tolist(), probabilities.tolist()):
                 writer.writerow([row[0], row[1], row[2], f"{row[3]:.6f}"])
 
 

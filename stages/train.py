@@ -21,7 +21,8 @@ from transformers import (
 )
 
 from stages.common import PipelineError, atomic_output, run_stage, write_json
-from stages.model import compute_metrics, device_arguments, load_classifier, load_tokenizer
+from stages.model import device_arguments, load_classifier, load_tokenizer
+from stages.scores import compute_metrics
 from stages.params import load_params
 from stages.paths import (
     EVALUATION_HISTORY_FILE,
@@ -117,8 +118,8 @@ def main():
     best = next((entry for entry in evaluations if entry["step"] == best_step), evaluations[-1])
     write_json(TRAIN_METRICS_FILE, {
         "train_loss": result.training_loss,
-        "steps": state.global_step,
-        "epochs": round(state.epoch, 4),
+        "trained_steps": state.global_step,
+        "trained_epochs": round(state.epoch, 4),
         "stopped_early": state.global_step < state.max_steps,
         "saved_model_step": best["step"],
         "saved_model_validation_accuracy": best["eval_accuracy"],

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,33 @@ def test_exp_run_lr_reruns_only_training_and_shows_both_runs(repo):
     run("git", "checkout", "--", "params.yaml", "dvc.lock", "metrics")
 
 
+def test_queued_seed_sweep_reuses_cached_data_and_aggregates(repo):
+    root, run, _ = repo
+    run("dvc", "exp", "run", "--queue", "-S", "seed=1,2")
+    run("dvc", "queue", "start")
+    deadline = time.monotonic() + 400
+    while re.search(r"\b(Queued|Running)\b", run("dvc", "queue", "status")):
+        assert time.monotonic() < deadline, run("dvc", "queue", "status")
+        time.sleep(2)
+
+    rows = json.loads(run("dvc", "exp", "show", "--json"))
+    sweep = {_params(entry)["seed"]: entry for entry in _all_runs(rows) if _params(entry)["lr"] == 0.001}
+    assert sorted(sweep) == [1, 2, 42]
+    for seed in (1, 2):
+        assert 0 <= _metrics(sweep[seed], "metrics/evaluation.json")["validation_f1"] <= 1
+        # Each ran in a temporary copy of the repository, where DVC's cache served the data.
+        log = run("dvc", "queue", "logs", sweep[seed]["name"])
+        assert "Stage 'download' didn't change, skipping" in log and "Stage 'tokenize' didn't change, skipping" in log
+        assert ran_stages(log) == ["train", "evaluate", "plot"]
+
+    table = run(sys.executable, "-m", "stages.aggregate_seeds", "--plot", "seeds.png")
+    by_lr = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith(("0.001", "1e-05"))}
+    assert by_lr["0.001"][1:3] == ["3", "1,2,42"] and "±" in table
+    assert by_lr["1e-05"][1:3] == ["1", "42"]
+    assert (root / "seeds.png").read_bytes()[:4] == b"\x89PNG"
+    (root / "seeds.png").unlink()
+
+
 def test_branches_compare_with_metrics_diff_and_plots(repo):
     root, run, _ = repo
     run("dvc", "checkout")
@@ -100,7 +128,7 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     params_diff = json.loads(run("dvc", "params", "diff", "main", "--json"))
     assert params_diff["params.yaml"]["epochs"] == {"old": 2, "new": 3, "diff": 1}
     metrics_diff = json.loads(run("dvc", "metrics", "diff", "main", "--json"))
-    assert metrics_diff["metrics/train.json"]["steps"] == {"old": 12, "new": 18, "diff": 6}
+    assert metrics_diff["metrics/train.json"]["trained_steps"] == {"old": 12, "new": 18, "diff": 6}
 
     run("dvc", "plots", "diff", "main", "-o", "plots_diff")
     page = (root / "plots_diff" / "index.html").read_text()

@@ -33,7 +33,7 @@ def test_real_pipeline_on_the_mirror_with_the_default_model(tmp_path):
     provenance = json.loads((root / "data" / "raw" / "provenance.json").read_text())
     assert {split: info["rows"] for split, info in provenance["splits"].items()} == MRPC_ROWS
     train_metrics = json.loads((root / "metrics" / "train.json").read_text())
-    assert train_metrics["steps"] == 40
+    assert train_metrics["trained_steps"] == 40
     evaluation = json.loads((root / "metrics" / "evaluation.json").read_text())
     # 40 steps of 8 pairs already beat chance; the full run's figures are in README.md.
     assert evaluation["validation_accuracy"] > 0.5 and evaluation["test_accuracy"] > 0.5

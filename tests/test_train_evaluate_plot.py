@@ -42,13 +42,18 @@ def test_train_saves_model_history_and_metrics(trained_project, tiny_params):
     assert set(validation_history[0]) == {"step", "epoch", "validation_loss", "validation_accuracy", "validation_f1"}
 
     train_metrics = json.loads((trained_project / "metrics" / "train.json").read_text())
-    assert train_metrics["steps"] == 12 and train_metrics["stopped_early"] is False
+    assert train_metrics["trained_steps"] == 12 and train_metrics["stopped_early"] is False
     assert train_metrics["saved_model_step"] == 12
 
 
 def test_evaluate_scores_validation_and_test_per_example(trained_project):
     metrics = json.loads((trained_project / "metrics" / "evaluation.json").read_text())
-    assert set(metrics) == {f"{split}_{name}" for split in ("validation", "test") for name in ("accuracy", "f1", "loss")}
+    assert set(metrics) == {f"{split}_{name}{suffix}" for split in ("validation", "test")
+                            for name in ("accuracy", "f1", "loss") for suffix in ("", "_ci_low", "_ci_high")}
+    for key in ("validation_accuracy", "validation_f1", "validation_loss", "test_accuracy", "test_f1", "test_loss"):
+        assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"]
+    # 16 examples: a wide interval (F1 may be degenerate if the tiny model predicts one class).
+    assert metrics["validation_accuracy_ci_high"] - metrics["validation_accuracy_ci_low"] > 0.1
     predictions = read_csv(trained_project / "metrics" / "predictions" / "validation.csv")
     assert len(predictions) == SPLIT_ROWS["validation"]
     correct = sum(row["label"] == row["prediction"] for row in predictions)
@@ -71,7 +76,7 @@ def test_early_stopping_stops_and_keeps_the_best_model(project, tiny_params):
         stage.main()
     train_metrics = json.loads((project / "metrics" / "train.json").read_text())
     assert train_metrics["stopped_early"] is True
-    assert train_metrics["steps"] == 8  # evaluations at 4 and 8, stop after 1 without improvement
+    assert train_metrics["trained_steps"] == 8  # evaluations at 4 and 8, stop after 1 without improvement
     validation_history = read_csv(project / "metrics" / "history" / "validation.csv")
     best = min(validation_history, key=lambda row: float(row["validation_loss"]))
     assert train_metrics["saved_model_step"] == int(best["step"])

@@ -1,0 +1,120 @@
+"""Mean ± std over seeds of every experiment configuration: is one lr really better?
+
+Not a pipeline stage but a command to run after a seed sweep, e.g.
+    dvc exp run --queue -S seed=1,2,3 -S lr=3e-5,5e-5 && dvc queue start
+    python -m stages.aggregate_seeds
+It reads the runs with `dvc.api.exp_show` (the commit and its experiments), groups them
+by all their params except `seed`, and prints one row per group: how many runs, and the
+mean ± sample standard deviation of accuracy and F1. It also draws those as a PNG.
+"""
+
+import argparse
+import dataclasses
+import math
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import dvc.api  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+from stages.common import PipelineError, run_stage  # noqa: E402
+from stages.params import Params  # noqa: E402
+
+METRICS = ("validation_accuracy", "validation_f1", "test_accuracy", "test_f1")
+GROUPING_PARAMS = tuple(field.name for field in dataclasses.fields(Params) if field.name != "seed")
+
+
+@dataclasses.dataclass
+class Group:
+    params: dict
+    runs: list  # the exp_show rows of its runs
+
+    def values(self, metric):
+        return [run[metric] for run in self.runs]
+
+    def summary(self, metric):
+        values = self.values(metric)
+        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+        return statistics.fmean(values), spread
+
+
+def group_by_params(rows):
+    """Finished runs (not the workspace copy of HEAD) grouped by every param but `seed`."""
+    groups = {}
+    for row in rows:
+        if row.get("rev") == "workspace" or row.get("State") not in (None, "Success"):
+            continue
+        if any(row.get(metric) is None for metric in METRICS):
+            continue
+        params = {name: row.get(name) for name in GROUPING_PARAMS}
+        key = tuple(params.items())
+        groups.setdefault(key, Group(params, [])).runs.append(row)
+    return list(groups.values())
+
+
+def varying_params(groups):
+    """The params that tell the groups apart (all others are equal in every group)."""
+    return [name for name in GROUPING_PARAMS if len({str(group.params[name]) for group in groups}) > 1]
+
+
+def format_table(groups):
+    columns = varying_params(groups)
+    header = [*columns, "runs", "seeds", *METRICS]
+    lines = []
+    for group in sorted(groups, key=lambda group: -group.summary("validation_f1")[0]):
+        seeds = ",".join(str(seed) for seed in sorted(int(run["seed"]) for run in group.runs))
+        cells = [_format_value(group.params[name]) for name in columns] + [str(len(group.runs)), seeds]
+        cells += [_format_summary(*group.summary(metric)) for metric in METRICS]
+        lines.append(cells)
+    widths = [max(len(row[index]) for row in [header, *lines]) for index in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [header, ["-" * width for width in widths], *lines])
+
+
+def plot_groups(groups, path):
+    columns = varying_params(groups)
+    labels = [", ".join(f"{name}={_format_value(group.params[name])}" for name in columns) or "all runs"
+              for group in groups]
+    figure, axis = plt.subplots(figsize=(max(5, 1.6 * len(groups)), 4))
+    for offset, metric in ((-0.1, "validation_accuracy"), (0.1, "validation_f1")):
+        for position, group in enumerate(groups):
+            mean, spread = group.summary(metric)
+            axis.errorbar(position + offset, mean, yerr=0 if math.isnan(spread) else spread, fmt="o", capsize=4,
+                          color="tab:blue" if metric == "validation_accuracy" else "tab:orange",
+                          label=metric if position == 0 else None)
+            axis.scatter([position + offset] * len(group.runs), group.values(metric), s=12, alpha=0.4, color="gray")
+    axis.set_xticks(range(len(groups)), labels, rotation=20, ha="right")
+    axis.set(ylabel="score", title="Validation scores over seeds (mean ± std, dots = runs)")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _format_summary(mean, spread):
+    return f"{mean:.4f}" if math.isnan(spread) else f"{mean:.4f} ± {spread:.4f}"  # one run: no spread
+
+
+def _format_value(value):
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", action="append", help="Git revision whose experiments to read (default: HEAD)")
+    parser.add_argument("--num", type=int, default=1, help="also read the N-1 commits before it (-1: all)")
+    parser.add_argument("--plot", default="seeds.png", help="where to write the PNG (default: seeds.png)")
+    args = parser.parse_args(argv)
+
+    groups = group_by_params(dvc.api.exp_show(revs=args.rev, num=args.num))
+    if not groups:
+        raise PipelineError("no finished runs with metrics: run `dvc repro` or `dvc exp run` first")
+    print(format_table(groups))
+    plot_groups(groups, args.plot)
+    print(f"aggregate_seeds: {sum(len(group.runs) for group in groups)} runs in {len(groups)} groups, plot -> {args.plot}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
