@@ -16,7 +16,7 @@ import pyarrow
 import pyarrow.parquet
 
 from stages.common import PipelineError
-from stages.paths import SPLITS, raw_split_file
+from stages.paths import SPLITS, TOKENIZED_DIR, raw_split_file
 
 # MRPC is a few thousand rows: per-operation progress bars would be noise, not progress.
 datasets.disable_progress_bars()
@@ -163,6 +163,14 @@ def load_raw_splits():
     if missing:
         raise PipelineError(f"{missing[0]} not found: run `dvc repro download` first")
     return datasets.DatasetDict({split: _read_parquet([raw_split_file(split)]) for split in SPLITS})
+
+
+def load_tokenized():
+    """The tokenize stage's output, in memory: then shuffles and selects never write cache
+    files into data/tokenized/, which would change that DVC output under DVC's feet."""
+    if not TOKENIZED_DIR.is_dir():
+        raise PipelineError(f"{TOKENIZED_DIR} not found: run `dvc repro tokenize` first")
+    return datasets.load_from_disk(str(TOKENIZED_DIR), keep_in_memory=True)
 
 
 def sha256(path):

@@ -10,17 +10,16 @@ import csv
 import tempfile
 import time
 
-import datasets
 import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from stages.common import PipelineError, atomic_output, run_stage, write_json
-from stages.data import NO_LABEL
+from stages.data import NO_LABEL, load_tokenized
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.params import load_params
 from stages.scores import bootstrap_intervals, mrpc_metrics
-from stages.paths import EVALUATED_SPLITS, EVALUATION_METRICS_FILE, MODEL_DIR, TOKENIZED_DIR, predictions_file
+from stages.paths import EVALUATED_SPLITS, EVALUATION_METRICS_FILE, MODEL_DIR, predictions_file
 
 
 def main():
@@ -30,7 +29,7 @@ def main():
         raise PipelineError(f"{MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
     tokenizer = load_tokenizer(str(MODEL_DIR))
     model = load_classifier(str(MODEL_DIR))
-    tokenized = datasets.load_from_disk(str(TOKENIZED_DIR))
+    tokenized = load_tokenized()
 
     with tempfile.TemporaryDirectory() as scratch_dir:
         predictor = Trainer(

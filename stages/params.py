@@ -41,6 +41,11 @@ class Params:
     best_model_metric: str
     bootstrap_resamples: int
     bootstrap_seed: int
+    diagnose_baseline_margin: float
+    diagnose_loss_spread: float
+    diagnose_loss_rise: float
+    diagnose_accuracy_gap: float
+    diagnose_window: int
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -58,10 +63,15 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+def read_yaml(text):
+    """YAML as params.yaml is written, by people or by DVC (1e-05 is a float)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def load_params(path=PARAMS_FILE):
     try:
         with open(path) as params_file:
-            raw = yaml.load(params_file, Loader=_Yaml12Loader)
+            raw = read_yaml(params_file)
     except FileNotFoundError:
         raise PipelineError(f"{path} not found: run the stage from the project root") from None
     except yaml.YAMLError as error:
@@ -125,6 +135,11 @@ def _check_ranges(source, params):
     require(params.seed >= 0, "seed", "must be >= 0")
     require(params.bootstrap_resamples >= 100, "bootstrap_resamples", "must be >= 100")
     require(params.bootstrap_seed >= 0, "bootstrap_seed", "must be >= 0")
+    require(params.diagnose_baseline_margin >= 0, "diagnose_baseline_margin", "must be >= 0")
+    require(params.diagnose_loss_spread > 0, "diagnose_loss_spread", "must be > 0")
+    require(params.diagnose_loss_rise >= 0, "diagnose_loss_rise", "must be >= 0")
+    require(params.diagnose_accuracy_gap >= 0, "diagnose_accuracy_gap", "must be >= 0")
+    require(params.diagnose_window >= 2, "diagnose_window", "must be >= 2")
     require_choice("lr_scheduler", LR_SCHEDULERS)
     require_choice("precision", PRECISIONS)
     require_choice("best_model_metric", BEST_MODEL_METRICS)

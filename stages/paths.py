@@ -16,11 +16,12 @@ MODEL_DIR = Path("models")
 METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
 EVALUATION_METRICS_FILE = METRICS_DIR / "evaluation.json"
+DIAGNOSIS_FILE = METRICS_DIR / "diagnosis.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "history" / "train.csv"
-EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "validation.csv"
+EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "evaluations.csv"
 PREDICTIONS_DIR = METRICS_DIR / "predictions"
-# PNG figures: a cached DVC output beside the Git-tracked metrics they draw.
-PLOTS_DIR = METRICS_DIR / "plots"
+# The report (Markdown and its PNGs): a cached DVC output beside the metrics it shows.
+REPORT_DIR = METRICS_DIR / "report"
 
 SPLITS = ("train", "validation", "test")
 # The splits the evaluate stage scores and the plot stage draws confusion matrices for.

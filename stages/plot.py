@@ -1,10 +1,14 @@
-"""Stage `plot`: learning curves and confusion matrices as PNGs in metrics/plots/.
+"""Stage `plot`: the run's report, metrics/report/report.md, with its PNGs beside it.
 
-`dvc plots show` draws the same curves from the CSVs (see `plots:` in dvc.yaml); these
-PNGs are for reading a single run without DVC, e.g. in a report or a pull request.
+Learning curves (loss; accuracy of train subset and validation; validation F1; learning
+rate), confusion matrices, the diagnosis in one sentence, the final metrics and the params
+that differ from the committed params.yaml. `dvc plots show` draws the same curves from
+the CSVs (see `plots:` in dvc.yaml); the report is for reading one run without DVC.
 """
 
 import csv
+import json
+import subprocess
 import time
 
 import matplotlib
@@ -15,23 +19,78 @@ import numpy as np  # noqa: E402
 
 from stages.common import PipelineError, atomic_output, run_stage  # noqa: E402
 from stages.data import LABEL_NAMES, NO_LABEL  # noqa: E402
-from stages.paths import EVALUATED_SPLITS, EVALUATION_HISTORY_FILE, PLOTS_DIR, TRAIN_HISTORY_FILE, predictions_file  # noqa: E402
+from stages.params import read_yaml  # noqa: E402
+from stages.paths import (  # noqa: E402
+    DIAGNOSIS_FILE,
+    EVALUATED_SPLITS,
+    EVALUATION_HISTORY_FILE,
+    EVALUATION_METRICS_FILE,
+    PARAMS_FILE,
+    REPORT_DIR,
+    TRAIN_HISTORY_FILE,
+    predictions_file,
+)
+
+CURVES = {  # file name -> (title, y label, [(history, column, label)])
+    "loss.png": ("Loss", "cross-entropy loss", [("train", "train_loss", "train (running mean)"),
+                                                ("evaluations", "train_subset_loss", "train subset"),
+                                                ("evaluations", "validation_loss", "validation")]),
+    "accuracy.png": ("Accuracy", "accuracy", [("evaluations", "train_subset_accuracy", "train subset"),
+                                              ("evaluations", "validation_accuracy", "validation")]),
+    "f1.png": ("F1", "F1", [("evaluations", "train_subset_f1", "train subset"),
+                            ("evaluations", "validation_f1", "validation")]),
+    "learning_rate.png": ("Learning rate", "learning rate", [("train", "learning_rate", "learning rate")]),
+}
 
 
 def main():
     started = time.perf_counter()
-    train_history = _read_csv(TRAIN_HISTORY_FILE)
-    validation_history = _read_csv(EVALUATION_HISTORY_FILE)
-    with atomic_output(PLOTS_DIR) as staging:
+    histories = {"train": _read_csv(TRAIN_HISTORY_FILE), "evaluations": _read_csv(EVALUATION_HISTORY_FILE)}
+    diagnosis = json.loads(DIAGNOSIS_FILE.read_text())
+    with atomic_output(REPORT_DIR) as staging:
         staging.mkdir()
-        _plot_loss(train_history, validation_history, staging / "loss.png")
-        _plot_validation_scores(validation_history, staging / "validation_scores.png")
+        for file_name, (title, y_label, series) in CURVES.items():
+            baseline = diagnosis["majority_baseline"] if file_name == "accuracy.png" else None
+            _plot_curves(histories, title, y_label, series, staging / file_name, baseline)
+        confusion_files = []
         for split in EVALUATED_SPLITS:
             predictions = _read_csv(predictions_file(split))
             if all(int(row["label"]) != NO_LABEL for row in predictions):
-                _plot_confusion(predictions, split, staging / f"confusion_{split}.png")
+                confusion_files.append(f"confusion_{split}.png")
+                _plot_confusion(predictions, split, staging / confusion_files[-1])
+        (staging / "report.md").write_text(_report(diagnosis, confusion_files))
         written = sorted(path.name for path in staging.iterdir())
-    print(f"plot: {', '.join(written)} -> {PLOTS_DIR}/ in {time.perf_counter() - started:.1f}s")
+    print(f"plot: {', '.join(written)} -> {REPORT_DIR}/ in {time.perf_counter() - started:.1f}s")
+
+
+def _report(diagnosis, confusion_files):
+    metrics = json.loads(EVALUATION_METRICS_FILE.read_text())
+    lines = ["# Training report", "", f"**Verdict: {diagnosis['explanation']}.**", "",
+             f"Suggested remedies: {diagnosis['remedies']}.", "", "## Final metrics", "",
+             "| metric | value | 95% interval |", "|---|---|---|"]
+    for key, value in metrics.items():
+        if not key.endswith(("_ci_low", "_ci_high")):
+            lines.append(f"| {key} | {value:.4f} | [{metrics[key + '_ci_low']:.4f}, {metrics[key + '_ci_high']:.4f}] |")
+    lines += ["", "## Params that differ from the committed params.yaml", ""]
+    changed = _changed_params()
+    if changed is None:
+        lines.append("(no Git commit to compare with)")
+    else:
+        lines += [f"- `{key}`: {old!r} → {new!r}" for key, (old, new) in changed.items()] or ["(none)"]
+    lines += ["", "## Curves", ""] + [f"![{name}]({name})" for name in [*CURVES, *confusion_files]]
+    return "\n".join(lines) + "\n"
+
+
+def _changed_params():
+    """Params of this run that differ from params.yaml at Git's HEAD (None outside Git).
+
+    `dvc exp run -S` and queued experiments change params.yaml on top of HEAD, so this
+    names exactly what the experiment varied."""
+    committed = subprocess.run(["git", "show", f"HEAD:{PARAMS_FILE}"], capture_output=True, text=True)
+    if committed.returncode != 0:
+        return None
+    before, now = read_yaml(committed.stdout) or {}, read_yaml(PARAMS_FILE.read_text())
+    return {key: (before.get(key), value) for key, value in now.items() if before.get(key) != value}
 
 
 def _read_csv(path):
@@ -45,23 +104,15 @@ def _column(rows, name):
     return [float(row[name]) for row in rows if row[name] not in ("", None)]
 
 
-def _plot_loss(train_history, validation_history, path):
+def _plot_curves(histories, title, y_label, series, path, baseline=None):
     figure, axis = plt.subplots(figsize=(7, 4))
-    axis.plot(_column(train_history, "step"), _column(train_history, "train_loss"), label="train loss", alpha=0.7)
-    axis.plot(_column(validation_history, "step"), _column(validation_history, "validation_loss"),
-              label="validation loss", marker="o")
-    axis.set(xlabel="step", ylabel="cross-entropy loss", title="Loss")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    _save(figure, path)
-
-
-def _plot_validation_scores(validation_history, path):
-    figure, axis = plt.subplots(figsize=(7, 4))
-    steps = _column(validation_history, "step")
-    for metric in ("validation_accuracy", "validation_f1"):
-        axis.plot(steps, _column(validation_history, metric), label=metric, marker="o")
-    axis.set(xlabel="step", ylabel="score", title="Validation accuracy and F1")
+    for history, column, label in series:
+        rows = histories[history]
+        marker = "o" if history == "evaluations" else None
+        axis.plot(_column(rows, "step"), _column(rows, column), label=label, marker=marker, alpha=0.8)
+    if baseline is not None:
+        axis.axhline(baseline, color="gray", linestyle="--", label=f"majority baseline ({baseline:.3f})")
+    axis.set(xlabel="step", ylabel=y_label, title=title)
     axis.legend()
     axis.grid(alpha=0.3)
     _save(figure, path)

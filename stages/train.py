@@ -10,7 +10,6 @@ import csv
 import tempfile
 import time
 
-import datasets
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -20,22 +19,28 @@ from transformers import (
     set_seed,
 )
 
-from stages.common import PipelineError, atomic_output, run_stage, write_json
+from stages.common import atomic_output, run_stage, write_json
+from stages.data import load_tokenized
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.scores import compute_metrics
 from stages.params import load_params
 from stages.paths import (
     EVALUATION_HISTORY_FILE,
     MODEL_DIR,
-    TOKENIZED_DIR,
     TRAIN_HISTORY_FILE,
     TRAIN_METRICS_FILE,
 )
 
+# Trainer's log keys -> our CSV columns. Evaluations run on validation and on a fixed
+# random subset of train of the same size, so the train/validation gap shows in one file.
 TRAIN_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", "loss": "train_loss",
                          "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
-EVALUATION_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", "eval_loss": "validation_loss",
-                              "eval_accuracy": "validation_accuracy", "eval_f1": "validation_f1"}
+EVALUATED_SETS = ("train_subset", "validation")
+EVALUATION_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", **{
+    f"eval_{name}_{metric}": f"{name}_{metric}" for name in EVALUATED_SETS for metric in ("loss", "accuracy", "f1")
+}}
+# Fixed, unlike `seed`: every run is measured on the same train pairs.
+TRAIN_SUBSET_SEED = 0
 
 
 class EvaluationProgress(ProgressCallback):
@@ -72,7 +77,7 @@ def training_arguments(params, output_dir):
         save_steps=params.eval_steps,
         save_total_limit=1,
         load_best_model_at_end=early_stopping,
-        metric_for_best_model=params.best_model_metric,
+        metric_for_best_model=f"validation_{params.best_model_metric}",
         greater_is_better=params.best_model_metric != "loss",
         report_to="none",
         **device_arguments(params.precision),
@@ -84,10 +89,14 @@ def main():
     started = time.perf_counter()
     set_seed(params.seed)
     tokenizer = load_tokenizer(params.checkpoint)
-    if not TOKENIZED_DIR.is_dir():
-        raise PipelineError(f"{TOKENIZED_DIR} not found: run `dvc repro tokenize` first")
-    tokenized = datasets.load_from_disk(str(TOKENIZED_DIR))
+    tokenized = load_tokenized()
     model = load_classifier(params.checkpoint)
+    train_split = tokenized["train"].remove_columns("idx")
+    validation_split = tokenized["validation"].remove_columns("idx")
+    evaluation_sets = {
+        "train_subset": train_split.shuffle(seed=TRAIN_SUBSET_SEED).select(range(len(validation_split))),
+        "validation": validation_split,
+    }
 
     callbacks = []
     if params.early_stopping_patience > 0:
@@ -97,8 +106,8 @@ def main():
         trainer = Trainer(
             model=model,
             args=training_arguments(params, trainer_dir),
-            train_dataset=tokenized["train"].remove_columns("idx"),
-            eval_dataset=tokenized["validation"].remove_columns("idx"),
+            train_dataset=train_split,
+            eval_dataset=evaluation_sets,
             data_collator=DataCollatorWithPadding(tokenizer),
             processing_class=tokenizer,
             compute_metrics=compute_metrics,
@@ -111,37 +120,56 @@ def main():
     with atomic_output(MODEL_DIR) as staging:
         trainer.save_model(str(staging))  # saves the tokenizer beside the model
     state = trainer.state
-    _write_history(TRAIN_HISTORY_FILE, state.log_history, TRAIN_HISTORY_COLUMNS, required="loss")
-    _write_history(EVALUATION_HISTORY_FILE, state.log_history, EVALUATION_HISTORY_COLUMNS, required="eval_loss")
-    evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
-    best_step = state.best_global_step if params.early_stopping_patience > 0 else state.global_step
-    best = next((entry for entry in evaluations if entry["step"] == best_step), evaluations[-1])
+    train_rows = _history_rows(state.log_history, TRAIN_HISTORY_COLUMNS)
+    evaluation_rows = _history_rows(state.log_history, EVALUATION_HISTORY_COLUMNS)
+    _write_history(TRAIN_HISTORY_FILE, train_rows)
+    _write_history(EVALUATION_HISTORY_FILE, evaluation_rows)
+
+    best = _best_evaluation(evaluation_rows, params.best_model_metric)
+    saved = best if params.early_stopping_patience > 0 else evaluation_rows[-1]
     write_json(TRAIN_METRICS_FILE, {
         "train_loss": result.training_loss,
         "trained_steps": state.global_step,
         "trained_epochs": round(state.epoch, 4),
         "stopped_early": state.global_step < state.max_steps,
-        "saved_model_step": best["step"],
-        "saved_model_validation_accuracy": best["eval_accuracy"],
-        "saved_model_validation_f1": best["eval_f1"],
-        "saved_model_validation_loss": best["eval_loss"],
+        "best_step": best["step"],
+        "saved_model_step": saved["step"],
+        "saved_model_validation_accuracy": saved["validation_accuracy"],
+        "saved_model_validation_f1": saved["validation_f1"],
+        "saved_model_validation_loss": saved["validation_loss"],
     })
     print(
         f"train: {state.global_step} steps ({state.epoch:.2f} epochs) in {time.perf_counter() - started:.0f}s, "
-        f"saved model of step {best['step']} (validation accuracy {best['eval_accuracy']:.4f}, "
-        f"F1 {best['eval_f1']:.4f}) -> {MODEL_DIR}/"
+        f"saved model of step {saved['step']} (validation accuracy {saved['validation_accuracy']:.4f}, "
+        f"F1 {saved['validation_f1']:.4f}) -> {MODEL_DIR}/"
     )
 
 
-def _write_history(path, log_history, columns, required):
-    """One CSV row per logged entry that has `required`, keyed by the true global step."""
+def _history_rows(log_history, columns):
+    """Rows of `columns`, one per global step that logged any of them.
+
+    Trainer logs each evaluation set as its own entry; rows merge those of one step.
+    """
+    rows = {}
+    for entry in log_history:
+        values = {column: entry[key] for key, column in columns.items() if key in entry}
+        if set(values) - {"step", "epoch"}:
+            rows.setdefault(entry["step"], {}).update(values)
+    return [{column: row.get(column) for column in columns.values()} for _, row in sorted(rows.items())]
+
+
+def _best_evaluation(evaluation_rows, metric):
+    """The evaluation Trainer's load_best_model_at_end would pick: first best wins ties."""
+    sign = 1 if metric == "loss" else -1
+    return min(evaluation_rows, key=lambda row: (sign * row[f"validation_{metric}"], row["step"]))
+
+
+def _write_history(path, rows):
     with atomic_output(path) as staging:
         with open(staging, "w", newline="") as history_file:
-            writer = csv.DictWriter(history_file, fieldnames=list(columns.values()))
+            writer = csv.DictWriter(history_file, fieldnames=list(rows[0]))
             writer.writeheader()
-            for entry in log_history:
-                if required in entry:
-                    writer.writerow({column: entry.get(key) for key, column in columns.items()})
+            writer.writerows(rows)
 
 
 if __name__ == "__main__":

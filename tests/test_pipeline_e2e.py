@@ -17,8 +17,9 @@ from tests.conftest import copy_project, write_params
 ALL_OUTPUTS = [
     "data/raw/train.parquet", "data/raw/provenance.json", "data/tokenized/dataset_dict.json",
     "models/config.json", "models/model.safetensors", "metrics/train.json", "metrics/evaluation.json",
-    "metrics/history/train.csv", "metrics/history/validation.csv",
-    "metrics/predictions/validation.csv", "metrics/predictions/test.csv", "metrics/plots/loss.png",
+    "metrics/history/train.csv", "metrics/history/evaluations.csv", "metrics/diagnosis.json",
+    "metrics/predictions/validation.csv", "metrics/predictions/test.csv", "metrics/report/report.md",
+    "metrics/report/loss.png",
 ]
 
 
@@ -54,12 +55,12 @@ def ran_stages(output):
 
 def test_repro_produces_every_output_then_nothing_to_do(repo):
     root, run, first_repro = repo
-    assert ran_stages(first_repro) == ["download", "tokenize", "train", "evaluate", "plot"]
+    assert ran_stages(first_repro) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
     assert [output for output in ALL_OUTPUTS if not (root / output).is_file()] == []
     # Git sees only small tracked files: artifacts are ignored and live in DVC's cache.
     run("git", "add", "-A")
     staged = run("git", "diff", "--cached", "--name-only").split()
-    assert not [name for name in staged if name.startswith(("data/raw/", "data/tokenized/", "models/", "metrics/plots/"))]
+    assert not [name for name in staged if name.startswith(("data/raw/", "data/tokenized/", "models/", "metrics/report/"))]
     run("git", "commit", "-q", "-m", "first run")
     second_repro = run("dvc", "repro")
     assert ran_stages(second_repro) == []
@@ -69,7 +70,7 @@ def test_repro_produces_every_output_then_nothing_to_do(repo):
 def test_exp_run_lr_reruns_only_training_and_shows_both_runs(repo):
     root, run, _ = repo
     output = run("dvc", "exp", "run", "-S", "lr=1e-5")
-    assert ran_stages(output) == ["train", "evaluate", "plot"]
+    assert ran_stages(output) == ["train", "evaluate", "diagnose", "plot"]
     assert "Stage 'download' didn't change, skipping" in output
     assert "Stage 'tokenize' didn't change, skipping" in output
 
@@ -80,6 +81,9 @@ def test_exp_run_lr_reruns_only_training_and_shows_both_runs(repo):
     for entry in runs:
         metrics = _metrics(entry, "metrics/evaluation.json")
         assert 0 <= metrics["validation_accuracy"] <= 1 and 0 <= metrics["test_f1"] <= 1
+        assert _metrics(entry, "metrics/diagnosis.json")["verdict"] in ("healthy", "overfitting", "underfitting", "erratic")
+    # The report names what the experiment changed relative to the commit.
+    assert "- `lr`: 0.001 → 1e-05" in (root / "metrics" / "report" / "report.md").read_text()
     # DVC wrote `lr: 1e-05` (a string to plain PyYAML); the train stage got the float.
     assert "lr: 1e-05" in (root / "params.yaml").read_text()
     with open(root / "metrics" / "history" / "train.csv", newline="") as history:
@@ -105,7 +109,7 @@ def test_queued_seed_sweep_reuses_cached_data_and_aggregates(repo):
         # Each ran in a temporary copy of the repository, where DVC's cache served the data.
         log = run("dvc", "queue", "logs", sweep[seed]["name"])
         assert "Stage 'download' didn't change, skipping" in log and "Stage 'tokenize' didn't change, skipping" in log
-        assert ran_stages(log) == ["train", "evaluate", "plot"]
+        assert ran_stages(log) == ["train", "evaluate", "diagnose", "plot"]
 
     table = run(sys.executable, "-m", "stages.aggregate_seeds", "--plot", "seeds.png")
     by_lr = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith(("0.001", "1e-05"))}
@@ -121,7 +125,7 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     run("git", "checkout", "-q", "-b", "more-steps")
     params = yaml.safe_load((root / "params.yaml").read_text())
     write_params(root, params, epochs=3)
-    assert ran_stages(run("dvc", "repro")) == ["train", "evaluate", "plot"]
+    assert ran_stages(run("dvc", "repro")) == ["train", "evaluate", "diagnose", "plot"]
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "three epochs")
 
@@ -132,7 +136,8 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
 
     run("dvc", "plots", "diff", "main", "-o", "plots_diff")
     page = (root / "plots_diff" / "index.html").read_text()
-    assert "Train and validation loss" in page and "main" in page and "workspace" in page
+    assert "Loss (train running mean, train subset, validation)" in page
+    assert "Accuracy (train subset and validation)" in page and "main" in page and "workspace" in page
     run("dvc", "plots", "show", "-o", "plots_show")
     assert "Confusion matrix (validation)" in (root / "plots_show" / "index.html").read_text()
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from stages import download, evaluate, plot, tokenize, train
+from stages import diagnose, download, evaluate, plot, tokenize, train
 from tests.conftest import SPLIT_ROWS, write_params
 
 
@@ -23,7 +23,7 @@ def trained_project(tmp_path_factory, tiny_params, glue_parquet_dir):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(project_dir)
         monkeypatch.setenv("GLUE_DIR", str(glue_parquet_dir))
-        for stage in (download, tokenize, train, evaluate, plot):
+        for stage in (download, tokenize, train, evaluate, diagnose, plot):
             stage.main()
     return project_dir
 
@@ -37,9 +37,11 @@ def test_train_saves_model_history_and_metrics(trained_project, tiny_params):
     train_history = read_csv(trained_project / "metrics" / "history" / "train.csv")
     assert [int(row["step"]) for row in train_history] == list(range(2, 2 * steps_per_epoch + 1, 2))
     assert all(float(row["grad_norm"]) > 0 and float(row["learning_rate"]) > 0 for row in train_history)
-    validation_history = read_csv(trained_project / "metrics" / "history" / "validation.csv")
-    assert [int(row["step"]) for row in validation_history] == [4, 8, 12]
-    assert set(validation_history[0]) == {"step", "epoch", "validation_loss", "validation_accuracy", "validation_f1"}
+    evaluations = read_csv(trained_project / "metrics" / "history" / "evaluations.csv")
+    assert [int(row["step"]) for row in evaluations] == [4, 8, 12]
+    assert list(evaluations[0]) == ["step", "epoch", "train_subset_loss", "train_subset_accuracy", "train_subset_f1",
+                                    "validation_loss", "validation_accuracy", "validation_f1"]
+    assert all(value != "" for row in evaluations for value in row.values())
 
     train_metrics = json.loads((trained_project / "metrics" / "train.json").read_text())
     assert train_metrics["trained_steps"] == 12 and train_metrics["stopped_early"] is False
@@ -59,14 +61,22 @@ def test_evaluate_scores_validation_and_test_per_example(trained_project):
     correct = sum(row["label"] == row["prediction"] for row in predictions)
     assert metrics["validation_accuracy"] == pytest.approx(correct / len(predictions))
     # The model saved by train is the one evaluated: same validation loss as its last evaluation.
-    last_evaluation = read_csv(trained_project / "metrics" / "history" / "validation.csv")[-1]
+    last_evaluation = read_csv(trained_project / "metrics" / "history" / "evaluations.csv")[-1]
     assert metrics["validation_loss"] == pytest.approx(float(last_evaluation["validation_loss"]), abs=1e-4)
 
 
-def test_plot_writes_learning_curves_and_confusion_matrices(trained_project):
-    written = sorted(path.name for path in (trained_project / "metrics" / "plots").iterdir())
-    assert written == ["confusion_test.png", "confusion_validation.png", "loss.png", "validation_scores.png"]
-    assert all((trained_project / "metrics" / "plots" / name).read_bytes()[:4] == b"\x89PNG" for name in written)
+def test_plot_writes_a_report_with_curves_verdict_and_changed_params(trained_project):
+    report_dir = trained_project / "metrics" / "report"
+    images = sorted(path.name for path in report_dir.glob("*.png"))
+    assert images == ["accuracy.png", "confusion_test.png", "confusion_validation.png", "f1.png",
+                      "learning_rate.png", "loss.png"]
+    assert all((report_dir / name).read_bytes()[:4] == b"\x89PNG" for name in images)
+    report = (report_dir / "report.md").read_text()
+    diagnosis = json.loads((trained_project / "metrics" / "diagnosis.json").read_text())
+    assert f"**Verdict: {diagnosis['explanation']}.**" in report
+    assert "| validation_accuracy |" in report
+    assert all(f"![{name}]({name})" in report for name in images)
+    assert "(no Git commit to compare with)" in report  # the test project is not a Git repository
 
 
 def test_early_stopping_stops_and_keeps_the_best_model(project, tiny_params):
@@ -77,6 +87,6 @@ def test_early_stopping_stops_and_keeps_the_best_model(project, tiny_params):
     train_metrics = json.loads((project / "metrics" / "train.json").read_text())
     assert train_metrics["stopped_early"] is True
     assert train_metrics["trained_steps"] == 8  # evaluations at 4 and 8, stop after 1 without improvement
-    validation_history = read_csv(project / "metrics" / "history" / "validation.csv")
-    best = min(validation_history, key=lambda row: float(row["validation_loss"]))
-    assert train_metrics["saved_model_step"] == int(best["step"])
+    evaluations = read_csv(project / "metrics" / "history" / "evaluations.csv")
+    best = min(evaluations, key=lambda row: float(row["validation_loss"]))
+    assert train_metrics["saved_model_step"] == train_metrics["best_step"] == int(best["step"])
