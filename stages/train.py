@@ -48,7 +48,7 @@ class EvaluationProgress(ProgressCallback):
     a wall of text, and those values are in metrics/history/train.csv anyway."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "eval_loss" in logs:
+        if logs and any(key.startswith("eval_") for key in logs):
             super().on_log(args, state, control, logs=logs, **kwargs)
 
 
