@@ -86,6 +86,7 @@ def plot_groups(groups, path):
                           label=metric if position == 0 else None)
             axis.scatter([position + offset] * len(group.runs), group.values(metric), s=12, alpha=0.4, color="gray")
     axis.set_xticks(range(len(groups)), labels, rotation=20, ha="right")
+    axis.set_xlim(-0.5, len(groups) - 0.5)
     axis.set(ylabel="score", title="Validation scores over seeds (mean ± std, dots = runs)")
     axis.legend()
     axis.grid(alpha=0.3)
