@@ -139,7 +139,12 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     assert "Loss (train running mean, train subset, validation)" in page
     assert "Accuracy (train subset and validation)" in page and "main" in page and "workspace" in page
     run("dvc", "plots", "show", "-o", "plots_show")
-    assert "Confusion matrix (validation)" in (root / "plots_show" / "index.html").read_text()
+    page = (root / "plots_show" / "index.html").read_text()
+    assert "Confusion matrix (validation)" in page
+    # Each curve is drawn once, against the step: no default per-file plots of the CSVs.
+    assert sorted(re.findall(r"vegaEmbed\('#(\w+)'", page)) == [
+        "accuracy", "confusion_validation", "grad_norm", "learning_rate", "loss", "validation_f1"]
+    assert page.count("<img") == 6  # the report's PNGs
 
 
 def _all_runs(rows):
