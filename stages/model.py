@@ -54,8 +54,10 @@ def device_arguments(precision):
         precision = "bf16" if _bf16_is_fast() else "fp32"
     if precision == "fp16" and not torch.cuda.is_available():
         raise PipelineError("params.yaml: precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+    on_gpu = torch.cuda.is_available()
+    # Trainer refuses bf16 without a GPU unless told that the CPU is meant.
     return {"bf16": precision == "bf16", "fp16": precision == "fp16",
-            "dataloader_pin_memory": torch.cuda.is_available()}
+            "use_cpu": precision == "bf16" and not on_gpu, "dataloader_pin_memory": on_gpu}
 
 
 def _bf16_is_fast():

@@ -90,3 +90,14 @@ def test_early_stopping_stops_and_keeps_the_best_model(project, tiny_params):
     evaluations = read_csv(project / "metrics" / "history" / "evaluations.csv")
     best = min(evaluations, key=lambda row: float(row["validation_loss"]))
     assert train_metrics["saved_model_step"] == train_metrics["best_step"] == int(best["step"])
+
+
+def test_bf16_trains_and_evaluates_on_a_cpu(project, tiny_params):
+    # Trainer refuses bf16 without a GPU unless the stage says a CPU is meant.
+    write_params(project, tiny_params, precision="bf16", epochs=1)
+    for stage in (download, tokenize, train, evaluate):
+        stage.main()
+    model = AutoModelForSequenceClassification.from_pretrained(project / "models")
+    assert model.dtype.is_floating_point
+    metrics = json.loads((project / "metrics" / "evaluation.json").read_text())
+    assert 0 <= metrics["validation_accuracy"] <= 1 and metrics["validation_loss"] > 0
