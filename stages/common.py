@@ -1,6 +1,7 @@
 """What every stage shares: the error type users see, the entry point and atomic outputs."""
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -17,11 +18,29 @@ class PipelineError(Exception):
 
 
 def run_stage(main):
+    _keep_freed_memory()
     try:
         main()
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+def _keep_freed_memory():
+    """Have glibc serve every allocation from its heap and keep freed memory for reuse.
+
+    By default it maps big blocks (the 47 MB embedding gradient, activations) afresh on
+    every training step and unmaps them when freed, so the kernel zero-fills new pages each
+    time: profiled at ~55,000 page faults/s and 5-10% of a step. Stages are short-lived,
+    so holding on to their peak memory costs nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: its allocator has its own habits
+    m_trim_threshold, m_mmap_max = -1, -4  # mallopt's parameter numbers (malloc.h)
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
 
 
 @contextlib.contextmanager
