@@ -173,6 +173,13 @@ def load_tokenized():
     return datasets.load_from_disk(str(TOKENIZED_DIR), keep_in_memory=True)
 
 
+def sorted_by_length(split_data):
+    """The split ordered by token count: batches of similar lengths need little padding,
+    and evaluation results do not depend on the order."""
+    lengths = [len(input_ids) for input_ids in split_data["input_ids"]]
+    return split_data.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+
+
 def sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as data_file:

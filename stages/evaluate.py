@@ -15,7 +15,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from stages.common import PipelineError, atomic_output, run_stage, write_json
-from stages.data import NO_LABEL, load_tokenized
+from stages.data import NO_LABEL, load_tokenized, sorted_by_length
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.params import load_params
 from stages.scores import bootstrap_intervals, mrpc_metrics
@@ -44,9 +44,12 @@ def main():
         )
         metrics = {}
         for split in EVALUATED_SPLITS:
-            split_data = tokenized[split]
+            # Predicted in length order (little padding), then put back in idx order.
+            split_data = sorted_by_length(tokenized[split])
             output = predictor.predict(split_data.remove_columns(["idx", "labels"]))
-            logits = torch.from_numpy(np.asarray(output.predictions, dtype=np.float32))
+            split_order = np.argsort(split_data["idx"])
+            split_data = split_data.select(split_order)
+            logits = torch.from_numpy(np.asarray(output.predictions, dtype=np.float32)[split_order])
             probabilities = logits.softmax(dim=-1)[:, 1].numpy()
             predictions = logits.argmax(dim=-1).numpy()
             labels = np.asarray(split_data["labels"])

@@ -20,7 +20,7 @@ from transformers import (
 )
 
 from stages.common import atomic_output, run_stage, write_json
-from stages.data import load_tokenized
+from stages.data import load_tokenized, sorted_by_length
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.scores import compute_metrics
 from stages.params import load_params
@@ -52,8 +52,8 @@ class EvaluationProgress(ProgressCallback):
             super().on_log(args, state, control, logs=logs, **kwargs)
 
 
-def training_arguments(params, output_dir):
-    early_stopping = params.early_stopping_patience > 0
+def training_arguments(params, output_dir, evaluate=True):
+    early_stopping = evaluate and params.early_stopping_patience > 0
     return TrainingArguments(
         output_dir=output_dir,
         seed=params.seed,
@@ -67,7 +67,7 @@ def training_arguments(params, output_dir):
         lr_scheduler_type=params.lr_scheduler,
         optim="adamw_torch_fused",
         train_sampling_strategy="group_by_length" if params.group_by_length else "random",
-        eval_strategy="steps",
+        eval_strategy="steps" if evaluate else "no",
         eval_steps=params.eval_steps,
         logging_strategy="steps",
         logging_steps=params.logging_steps,
@@ -84,6 +84,34 @@ def training_arguments(params, output_dir):
     )
 
 
+def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
+    """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark)."""
+    callbacks = []
+    if evaluation_sets and params.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(params, output_dir, evaluate=bool(evaluation_sets)),
+        train_dataset=train_split,
+        eval_dataset=evaluation_sets,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(EvaluationProgress)
+    return trainer
+
+
+def evaluation_sets(tokenized):
+    """Validation, and a fixed random subset of train of the same size, in length order."""
+    train_split = tokenized["train"].remove_columns("idx")
+    validation_split = tokenized["validation"].remove_columns("idx")
+    train_subset = train_split.shuffle(seed=TRAIN_SUBSET_SEED).select(range(len(validation_split)))
+    return {"train_subset": sorted_by_length(train_subset), "validation": sorted_by_length(validation_split)}
+
+
 def main():
     params = load_params()
     started = time.perf_counter()
@@ -91,30 +119,10 @@ def main():
     tokenizer = load_tokenizer(params.checkpoint)
     tokenized = load_tokenized()
     model = load_classifier(params.checkpoint)
-    train_split = tokenized["train"].remove_columns("idx")
-    validation_split = tokenized["validation"].remove_columns("idx")
-    evaluation_sets = {
-        "train_subset": train_split.shuffle(seed=TRAIN_SUBSET_SEED).select(range(len(validation_split))),
-        "validation": validation_split,
-    }
-
-    callbacks = []
-    if params.early_stopping_patience > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
     # Trainer's mid-run checkpoints (needed to keep the best model) are scratch, not results.
     with tempfile.TemporaryDirectory(prefix="trainer-") as trainer_dir:
-        trainer = Trainer(
-            model=model,
-            args=training_arguments(params, trainer_dir),
-            train_dataset=train_split,
-            eval_dataset=evaluation_sets,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            processing_class=tokenizer,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
-        )
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(EvaluationProgress)
+        trainer = build_trainer(params, model, tokenizer, tokenized["train"].remove_columns("idx"),
+                                evaluation_sets(tokenized), trainer_dir)
         result = trainer.train()
 
     with atomic_output(MODEL_DIR) as staging:

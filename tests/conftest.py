@@ -98,8 +98,12 @@ def write_params(project_dir, params, **changes):
 
 def run_stage_process(stage, cwd, env_changes=None):
     """Run `python -m stages.<stage>` as dvc would, from `cwd`, with the project importable."""
+    return run_module(f"stages.{stage}", cwd, env_changes=env_changes)
+
+
+def run_module(module, cwd, arguments=(), env_changes=None):
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env_changes or {})}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", module, *arguments], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

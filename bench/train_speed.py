@@ -1,0 +1,153 @@
+"""Training speed: the Hugging Face course's plain loop against the project's train stage.
+
+Both train the same model on the same tokenized MRPC train split (`dvc repro tokenize`
+first) over the same number of pairs, in one process, one after the other:
+
+  course  the loop of the course's chapter 3, as written there: fp32, batches of 8 in random
+          order with dynamic padding, torch AdamW at 5e-5, linear decay over 3 epochs;
+  stage   the train stage's Trainer with the params in params.yaml (precision, length-
+          grouped batches, ...), without its mid-run evaluations.
+
+It prints pairs/s of each and their ratio. `--full` instead trains each for the whole
+3 epochs (the stage: its params' whole run, evaluations included) and adds validation
+accuracy and F1 of the final model. Timings say how fast, never whether a test passes.
+
+    python -m bench.train_speed                   # 800 pairs each, seed 42
+    python -m bench.train_speed --full --seeds 1 2 3
+"""
+
+import argparse
+import dataclasses
+import statistics
+import tempfile
+import time
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding, get_scheduler, set_seed
+
+from stages import train as train_stage
+from stages.common import run_stage
+from stages.data import load_tokenized
+from stages.model import load_classifier, load_tokenizer
+from stages.params import load_params
+from stages.scores import mrpc_metrics
+
+COURSE_BATCH_SIZE = 8
+COURSE_LR = 5e-5
+COURSE_EPOCHS = 3
+
+
+def course_loop(checkpoint, train_split, validation_split, tokenizer, pairs, seed):
+    """The course's training loop; returns (seconds, pairs trained, validation scores or None)."""
+    set_seed(seed)
+    collator = DataCollatorWithPadding(tokenizer)
+    train_dataloader = DataLoader(train_split, shuffle=True, batch_size=COURSE_BATCH_SIZE, collate_fn=collator)
+    model = load_classifier(checkpoint)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=COURSE_LR)
+    training_steps = COURSE_EPOCHS * len(train_dataloader)
+    lr_scheduler = get_scheduler("linear", optimizer=optimizer, num_warmup_steps=0,
+                                 num_training_steps=training_steps)
+    steps = training_steps if pairs is None else pairs // COURSE_BATCH_SIZE
+
+    model.train()
+    started = time.perf_counter()
+    step = 0
+    while step < steps:
+        for batch in train_dataloader:
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            if step == steps:
+                break
+    seconds = time.perf_counter() - started
+    scores = _validation_scores(model, validation_split, collator) if pairs is None else None
+    return seconds, steps * COURSE_BATCH_SIZE, scores
+
+
+def train_stage_run(params, train_split, tokenized, tokenizer, pairs, seed):
+    """The train stage's Trainer; returns (seconds, pairs trained, validation scores or None)."""
+    if pairs is None:
+        params = dataclasses.replace(params, seed=seed)
+        evaluation_sets = train_stage.evaluation_sets(tokenized)
+    else:
+        params = dataclasses.replace(params, seed=seed, max_steps=pairs // params.train_batch_size)
+        evaluation_sets = None
+    set_seed(seed)
+    model = load_classifier(params.checkpoint)
+    with tempfile.TemporaryDirectory(prefix="bench-") as output_dir:
+        trainer = train_stage.build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir)
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+    trained_pairs = trainer.state.global_step * params.train_batch_size
+    scores = _validation_scores(trainer.model, tokenized["validation"].remove_columns("idx"),
+                                DataCollatorWithPadding(tokenizer)) if pairs is None else None
+    return seconds, trained_pairs, scores
+
+
+def _validation_scores(model, validation_split, collator):
+    """Accuracy and F1 of `model` on validation, in fp32, the same way for both recipes."""
+    model.eval()
+    predictions = []
+    with torch.inference_mode():
+        for batch in DataLoader(validation_split, batch_size=64, collate_fn=collator):
+            predictions.append(model(**{k: v for k, v in batch.items() if k != "labels"}).logits.argmax(-1))
+    return mrpc_metrics(torch.cat(predictions).numpy(), validation_split["labels"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=800, help="training pairs timed per recipe (default 800)")
+    parser.add_argument("--full", action="store_true", help="train each recipe for its whole run and score it")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="one run of each recipe per seed")
+    arguments = parser.parse_args()
+    pairs = None if arguments.full else arguments.pairs
+
+    params = load_params()
+    tokenizer = load_tokenizer(params.checkpoint)
+    tokenized = load_tokenized()
+    train_split = tokenized["train"].remove_columns("idx")
+    validation_split = tokenized["validation"].remove_columns("idx")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {params.checkpoint}; "
+          f"stage params: precision {params.precision}, batch {params.train_batch_size}, "
+          f"group_by_length {params.group_by_length}")
+
+    rows = []
+    for seed in arguments.seeds:
+        rows.append(("course", seed, *course_loop(params.checkpoint, train_split, validation_split, tokenizer,
+                                                  pairs, seed)))
+        _print_row(rows[-1])
+        rows.append(("stage", seed, *train_stage_run(params, train_split, tokenized, tokenizer, pairs, seed)))
+        _print_row(rows[-1])
+
+    speed = {recipe: statistics.mean(trained / seconds for name, _, seconds, trained, _ in rows if name == recipe)
+             for recipe in ("course", "stage")}
+    print(f"\nmean pairs/s: course {speed['course']:.1f}, stage {speed['stage']:.1f}, "
+          f"ratio {speed['stage'] / speed['course']:.2f}x")
+    if arguments.full:
+        for recipe in ("course", "stage"):
+            scores = [row[4] for row in rows if row[0] == recipe]
+            summary = ", ".join(f"{metric} {_mean_std([score[metric] for score in scores])}"
+                                for metric in ("accuracy", "f1"))
+            print(f"{recipe} validation over {len(scores)} seed(s): {summary}")
+
+
+def _print_row(row):
+    recipe, seed, seconds, trained_pairs, scores = row
+    line = f"{recipe:6} seed {seed:>3}: {trained_pairs} pairs in {seconds:.1f}s = {trained_pairs / seconds:.1f} pairs/s"
+    if scores:
+        line += f"; validation accuracy {scores['accuracy']:.4f}, F1 {scores['f1']:.4f}"
+    print(line, flush=True)
+
+
+def _mean_std(values):
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+
+
+if __name__ == "__main__":
+    run_stage(main)
