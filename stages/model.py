@@ -52,8 +52,6 @@ def device_arguments(precision):
     here), and pinned memory only where there is a GPU to copy to (else torch warns)."""
     if precision == "auto":
         precision = "bf16" if _bf16_is_fast() else "fp32"
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise PipelineError("params.yaml: precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
     on_gpu = torch.cuda.is_available()
     # Trainer refuses bf16 without a GPU unless told that the CPU is meant.
     return {"bf16": precision == "bf16", "fp16": precision == "fp16",

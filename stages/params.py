@@ -143,3 +143,10 @@ def _check_ranges(source, params):
     require_choice("lr_scheduler", LR_SCHEDULERS)
     require_choice("precision", PRECISIONS)
     require_choice("best_model_metric", BEST_MODEL_METRICS)
+    # Combinations that would run, but not as asked.
+    require(params.warmup_ratio == 0 or params.lr_scheduler != "constant", "warmup_ratio",
+            "must be 0 with lr_scheduler constant, which has no warm-up (use constant_with_warmup)")
+    if params.precision == "fp16":
+        import torch  # only here: most stages never need it
+
+        require(torch.cuda.is_available(), "precision", "fp16 needs a CUDA GPU (use bf16 or fp32 on a CPU)")

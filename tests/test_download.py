@@ -6,7 +6,7 @@ import pytest
 
 from stages import download
 from stages.common import PipelineError
-from tests.conftest import SPLIT_ROWS, run_stage_process, synthetic_pairs, write_parquet_layout, write_tsv_layout
+from tests.conftest import SPLIT_ROWS, run_stage_process, synthetic_pairs, write_tsv_layout
 
 
 def read_raw(project):
@@ -74,42 +74,3 @@ def test_missing_local_folder_is_a_one_line_error(tmp_path, tiny_params):
     assert result.stderr.count("\n") == 1
     assert f"GLUE_DIR={tmp_path / 'nowhere'}: no such folder" in result.stderr
     assert not (tmp_path / "data").exists()
-
-
-def bad_frames(split, change):
-    frames = {name: synthetic_pairs(rows, seed) for seed, (name, rows) in enumerate(SPLIT_ROWS.items())}
-    frames[split] = change(frames[split].copy())
-    return frames
-
-
-def set_cell(column, row, value):
-    def change(frame):
-        frame[column] = frame[column].astype(object)
-        frame.loc[row, column] = value
-        return frame
-    return change
-
-
-BAD_DATA = [
-    ("train", set_cell("label", 5, 2), r"train-00000-of-00001.parquet row 5: label 2 is not 0 or 1"),
-    ("validation", set_cell("sentence2", 3, "  "), r"validation-00000-of-00001.parquet row 3: sentence2 is empty"),
-    ("test", lambda frame: frame.drop(columns="sentence1"), r"test-00000-of-00001.parquet: missing column 'sentence1'"),
-    ("train", lambda frame: frame.iloc[0:0], r"train-00000-of-00001.parquet: no rows"),
-]
-
-
-@pytest.mark.parametrize(("split", "change", "message"), BAD_DATA, ids=["label", "empty-text", "column", "no-rows"])
-def test_bad_data_names_file_row_and_problem(project, tmp_path_factory, monkeypatch, split, change, message):
-    glue_dir = write_parquet_layout(tmp_path_factory.mktemp("bad-glue"), bad_frames(split, change))
-    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    with pytest.raises(PipelineError, match=message):
-        download.main()
-    assert not (project / "data").exists()
-
-
-def test_missing_split_file_is_named(project, tmp_path_factory, monkeypatch):
-    glue_dir = write_parquet_layout(tmp_path_factory.mktemp("no-test-split"))
-    (glue_dir / "mrpc" / "test-00000-of-00001.parquet").unlink()
-    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
-    with pytest.raises(PipelineError, match=r"split 'test' missing: no file .*test-\*\.parquet"):
-        download.main()

@@ -1,0 +1,184 @@
+"""Bad params and bad data files: one line naming the key or the file, row and problem,
+exit status 1, and nothing written. Each case runs a stage's entry point (`run_stage`),
+as `python -m stages.<stage>` does."""
+
+import re
+
+import pytest
+import yaml
+
+from stages import download, tokenize
+from stages.common import run_stage
+from tests.conftest import SPLIT_ROWS, synthetic_pairs, write_params, write_parquet_layout, write_tsv_layout
+
+
+def run_failing(stage, capsys):
+    """Exit status and stderr of a stage that must fail."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(stage.main)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def without(key):
+    return lambda params: {name: value for name, value in params.items() if name != key}
+
+
+def changed(**changes):
+    return lambda params: {**params, **changes}
+
+
+# (id, how params.yaml changes, the exact error line after "error: params.yaml: ")
+BAD_PARAMS = [
+    ("typo", changed(lrr=1e-5), "unknown key 'lrr' (known keys: dataset, dataset_config, checkpoint, "),
+    ("missing", without("seed"), "missing key 'seed'"),
+    ("lr-negative", changed(lr=-1), "lr must be > 0, got -1.0"),
+    ("lr-zero", changed(lr=0), "lr must be > 0, got 0.0"),
+    ("lr-text", changed(lr="fast"), "lr must be a number, got 'fast'"),
+    ("lr-infinite", changed(lr=float("inf")), "lr must be a number, got inf"),
+    ("epochs-zero", changed(epochs=0), "epochs must be > 0, got 0.0"),
+    ("batch-zero", changed(train_batch_size=0), "train_batch_size must be > 0, got 0"),
+    ("batch-fraction", changed(train_batch_size=8.5), "train_batch_size must be an integer, got 8.5"),
+    ("eval-batch-negative", changed(eval_batch_size=-4), "eval_batch_size must be > 0, got -4"),
+    ("max-steps-zero", changed(max_steps=0), "max_steps must be -1 (all epochs) or > 0, got 0"),
+    ("warmup-one", changed(warmup_ratio=1.5), "warmup_ratio must be in [0, 1), got 1.5"),
+    ("precision", changed(precision="fp8"), "precision must be one of auto, fp32, bf16, fp16, got 'fp8'"),
+    ("scheduler", changed(lr_scheduler="exponential"),
+     "lr_scheduler must be one of linear, cosine, constant, constant_with_warmup, got 'exponential'"),
+    ("best-metric", changed(best_model_metric="precision"),
+     "best_model_metric must be one of accuracy, f1, loss, got 'precision'"),
+    ("flag-text", changed(group_by_length="yes"), "group_by_length must be true or false, got 'yes'"),
+    ("checkpoint-empty", changed(checkpoint=" "), "checkpoint must be a non-empty string, got ' '"),
+    ("eval-steps-zero", changed(eval_steps=0), "eval_steps must be > 0, got 0"),
+    ("patience-negative", changed(early_stopping_patience=-1), "early_stopping_patience must be >= 0 (0 = off), got -1"),
+    ("resamples-few", changed(bootstrap_resamples=10), "bootstrap_resamples must be >= 100, got 10"),
+    ("window-one", changed(diagnose_window=1), "diagnose_window must be >= 2, got 1"),
+    ("warmup-constant", changed(warmup_ratio=0.1, lr_scheduler="constant"),
+     "warmup_ratio must be 0 with lr_scheduler constant, which has no warm-up (use constant_with_warmup), got 0.1"),
+    ("fp16-cpu", changed(precision="fp16"),
+     "precision fp16 needs a CUDA GPU (use bf16 or fp32 on a CPU), got 'fp16'"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), [case[1:] for case in BAD_PARAMS], ids=[case[0] for case in BAD_PARAMS])
+def test_bad_param_stops_before_any_work(project, tiny_params, capsys, change, message):
+    (project / "params.yaml").write_text(yaml.safe_dump(change(tiny_params), sort_keys=False))
+    status, stderr = run_failing(download, capsys)
+    assert status == 1
+    assert stderr.count("\n") == 1 and stderr.startswith(f"error: params.yaml: {message}")
+    assert list(project.iterdir()) == [project / "params.yaml"]
+
+
+def test_params_file_that_is_not_yaml_is_named(project, capsys):
+    (project / "params.yaml").write_text("lr: [5e-5\n")
+    status, stderr = run_failing(download, capsys)
+    assert status == 1 and stderr.startswith("error: params.yaml is not valid YAML: ")
+    assert stderr.count("\n") == 1
+
+
+def test_max_length_above_the_models_limit_is_named(project, tiny_params, capsys):
+    download.main()
+    write_params(project, tiny_params, max_length=100_000)  # the tiny model handles 64 tokens
+    status, stderr = run_failing(tokenize, capsys)
+    assert status == 1
+    assert stderr == (f"error: params.yaml: max_length must be <= 64 for checkpoint "
+                      f"{tiny_params['checkpoint']!r}, got 100000\n")
+    assert not (project / "data" / "tokenized").exists()
+
+
+def parquet_files(split, change):
+    """Writes the parquet layout with `change` applied to one split's frame."""
+    def write(glue_dir):
+        frames = {name: synthetic_pairs(rows, seed) for seed, (name, rows) in enumerate(SPLIT_ROWS.items())}
+        frames[split] = change(frames[split].copy())
+        return write_parquet_layout(glue_dir, frames)
+    return write
+
+
+def set_cell(column, row, value):
+    def change(frame):
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+        return frame
+    return change
+
+
+def damaged_file(relative_path, damage, layout=write_parquet_layout):
+    """Writes a whole layout, then damages one of its files."""
+    def write(glue_dir):
+        layout(glue_dir)
+        path = glue_dir / relative_path
+        damage(path)
+        return glue_dir
+    return write
+
+
+def truncated(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def edited_tsv(edit):
+    def damage(path):
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(edit(lines)) + "\n")
+    return damage
+
+
+def tsv_cell(row, column, value):
+    """Replace one cell of data row `row` (0-based, after the header) of a TSV file."""
+    def edit(lines):
+        cells = lines[row + 1].split("\t")
+        cells[column] = value
+        lines[row + 1] = "\t".join(cells)
+        return lines
+    return edited_tsv(edit)
+
+
+TRAIN_PARQUET = "train-00000-of-00001.parquet"
+VALIDATION_PARQUET = "validation-00000-of-00001.parquet"
+TEST_PARQUET = "test-00000-of-00001.parquet"
+
+# (id, how the data folder is written, regular expression of the error line after "error: ")
+BAD_DATA = [
+    ("label-2", parquet_files("train", set_cell("label", 5, 2)), rf".*/{TRAIN_PARQUET} row 5: label 2 is not 0 or 1"),
+    ("label-negative", parquet_files("validation", set_cell("label", 0, -7)),
+     rf".*/{VALIDATION_PARQUET} row 0: label -7 is not 0 or 1"),
+    ("blank-sentence", parquet_files("validation", set_cell("sentence2", 3, "  ")),
+     rf".*/{VALIDATION_PARQUET} row 3: sentence2 is empty or not text \('  '\)"),
+    ("null-sentence", parquet_files("train", set_cell("sentence1", 7, None)),
+     rf".*/{TRAIN_PARQUET} row 7: sentence1 is empty or not text \(None\)"),
+    ("numbers-not-text", parquet_files("test", lambda frame: frame.assign(sentence2=range(len(frame)))),
+     rf".*/{TEST_PARQUET} row 0: sentence2 is empty or not text \(0\)"),
+    ("missing-column", parquet_files("test", lambda frame: frame.drop(columns="sentence1")),
+     rf".*/{TEST_PARQUET}: missing column 'sentence1' \(found: sentence2, label, idx\)"),
+    ("renamed-column", parquet_files("train", lambda frame: frame.rename(columns={"label": "quality"})),
+     rf".*/{TRAIN_PARQUET}: missing column 'label' \(found: sentence1, sentence2, quality, idx\)"),
+    ("no-rows", parquet_files("train", lambda frame: frame.iloc[0:0]), rf".*/{TRAIN_PARQUET}: no rows"),
+    ("missing-split", damaged_file(f"mrpc/{TEST_PARQUET}", lambda path: path.unlink()),
+     r"split 'test' missing: no file .*/mrpc/test-\*\.parquet"),
+    ("truncated-parquet", damaged_file(f"mrpc/{VALIDATION_PARQUET}", truncated),
+     rf".*/{VALIDATION_PARQUET}: unreadable parquet file \(.+\)"),
+    ("not-parquet", damaged_file(f"mrpc/{TRAIN_PARQUET}", lambda path: path.write_text("idx,label\n0,1\n")),
+     rf".*/{TRAIN_PARQUET}: unreadable parquet file \(.+\)"),
+    ("tsv-label-text", damaged_file("MRPC/train.tsv", tsv_cell(3, 0, "yes"), write_tsv_layout),
+     r".*/MRPC/train.tsv row 3: label 'yes' is not 0 or 1"),
+    ("tsv-missing-column", damaged_file("MRPC/dev.tsv", edited_tsv(
+        lambda lines: ["\t".join(line.split("\t")[:4]) for line in lines]), write_tsv_layout),
+     r".*/MRPC/dev.tsv: missing column '#2 String'"),
+    ("tsv-empty-sentence", damaged_file("MRPC/dev.tsv", tsv_cell(2, 3, ""), write_tsv_layout),
+     r".*/MRPC/dev.tsv row 2: sentence1 is empty or not text \(''\)"),
+    ("tsv-truncated-row", damaged_file("MRPC/test.tsv", edited_tsv(
+        lambda lines: lines[:-1] + [lines[-1].split("\t")[0]]), write_tsv_layout),
+     rf".*/MRPC/test.tsv row {SPLIT_ROWS['test'] - 1}: sentence1 is empty or not text \(None\)"),
+]
+
+
+@pytest.mark.parametrize(("write", "message"), [case[1:] for case in BAD_DATA], ids=[case[0] for case in BAD_DATA])
+def test_bad_data_file_is_named_with_row_and_problem(project, tmp_path_factory, monkeypatch, capsys, write, message):
+    glue_dir = write(tmp_path_factory.mktemp("bad-glue"))
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+    status, stderr = run_failing(download, capsys)
+    assert status == 1
+    assert stderr.count("\n") == 1
+    assert re.fullmatch(f"error: {message}\n", stderr), stderr
+    assert not (project / "data").exists()
