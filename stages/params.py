@@ -39,6 +39,8 @@ class Params:
     logging_steps: int
     early_stopping_patience: int
     best_model_metric: str
+    save_steps: int
+    keep_checkpoints: int
     bootstrap_resamples: int
     bootstrap_seed: int
     diagnose_baseline_margin: float
@@ -132,6 +134,8 @@ def _check_ranges(source, params):
     require(params.eval_steps > 0, "eval_steps", "must be > 0")
     require(params.logging_steps > 0, "logging_steps", "must be > 0")
     require(params.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 = off)")
+    require(params.save_steps > 0, "save_steps", "must be > 0")
+    require(params.keep_checkpoints > 0, "keep_checkpoints", "must be > 0")
     require(params.seed >= 0, "seed", "must be >= 0")
     require(params.bootstrap_resamples >= 100, "bootstrap_resamples", "must be >= 100")
     require(params.bootstrap_seed >= 0, "bootstrap_seed", "must be >= 0")
@@ -144,6 +148,9 @@ def _check_ranges(source, params):
     require_choice("precision", PRECISIONS)
     require_choice("best_model_metric", BEST_MODEL_METRICS)
     # Combinations that would run, but not as asked.
+    require(params.early_stopping_patience == 0 or params.save_steps % params.eval_steps == 0, "save_steps",
+            f"must be a multiple of eval_steps ({params.eval_steps}) with early stopping, which keeps the best "
+            "evaluation's checkpoint")
     require(params.warmup_ratio == 0 or params.lr_scheduler != "constant", "warmup_ratio",
             "must be 0 with lr_scheduler constant, which has no warm-up (use constant_with_warmup)")
     if params.precision == "fp16":

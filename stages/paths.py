@@ -12,6 +12,9 @@ PROVENANCE_FILE = RAW_DIR / "provenance.json"
 TOKENIZED_DIR = Path("data/tokenized")
 
 MODEL_DIR = Path("models")
+# Not a DVC output: resumable checkpoints of an unfinished train stage, which survive a
+# killed or failed run (DVC removes only declared outputs) and never enter the cache.
+CHECKPOINT_DIR = Path("checkpoints/train")
 
 METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"

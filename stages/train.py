@@ -3,13 +3,19 @@
 Uses the Hugging Face `Trainer` (which runs on Accelerate) rather than a hand-written
 Accelerate loop: evaluation every `eval_steps`, per-step logging of loss, learning rate
 and gradient norm, mixed precision, length-grouped batches, early stopping and keeping
-the best model are all options of it, so this file only wires params to them.
+the best model are all options of it, so this file only wires params to them. What it
+adds: resumable checkpoints of one configuration only, and a batch order that a run
+resumed mid-epoch reproduces exactly.
 """
 
 import csv
-import tempfile
+import dataclasses
+import hashlib
+import json
+import shutil
 import time
 
+import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -18,6 +24,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from stages.common import atomic_output, run_stage, write_json
 from stages.data import load_tokenized, sorted_by_length
@@ -25,9 +32,11 @@ from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.scores import compute_metrics
 from stages.params import load_params
 from stages.paths import (
+    CHECKPOINT_DIR,
     EVALUATION_HISTORY_FILE,
     MODEL_DIR,
     TRAIN_HISTORY_FILE,
+    TOKENIZED_DIR,
     TRAIN_METRICS_FILE,
 )
 
@@ -41,6 +50,38 @@ EVALUATION_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", **{
 }}
 # Fixed, unlike `seed`: every run is measured on the same train pairs.
 TRAIN_SUBSET_SEED = 0
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """Each epoch's order from (seed, epoch) alone: random, or length-grouped batches.
+
+    Trainer's own samplers draw each epoch's order from the global RNG, which a run resumed
+    mid-epoch restores to the checkpoint's state, not to the epoch's start: its remaining
+    batches would differ from those of an uninterrupted run.
+    """
+
+    def __init__(self, dataset, seed, group_by_length, batch_size):
+        self.seed, self.epoch = seed, 0
+        self.generator = torch.Generator()
+        self.order = (LengthGroupedSampler(batch_size, dataset=dataset, generator=self.generator)
+                      if group_by_length else torch.utils.data.RandomSampler(dataset, generator=self.generator))
+
+    def set_epoch(self, epoch):  # Trainer calls it (through Accelerate) before each epoch
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.order)
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return iter(self.order)
+
+
+class SeededOrderTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        return EpochSeededSampler(dataset, self.args.seed, self.args.train_sampling_strategy == "group_by_length",
+                                  self.args.train_batch_size)
 
 
 class EvaluationProgress(ProgressCallback):
@@ -71,11 +112,11 @@ def training_arguments(params, output_dir, evaluate=True):
         eval_steps=params.eval_steps,
         logging_strategy="steps",
         logging_steps=params.logging_steps,
-        # Keeping the best model needs a checkpoint at each evaluation; without early
-        # stopping the final model is the result and nothing needs saving mid-run.
-        save_strategy="steps" if early_stopping else "no",
-        save_steps=params.eval_steps,
-        save_total_limit=1,
+        # Resumable checkpoints (model, optimizer, scheduler, RNG states, step); early
+        # stopping also keeps the best evaluation's one.
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.keep_checkpoints,
         load_best_model_at_end=early_stopping,
         metric_for_best_model=f"validation_{params.best_model_metric}",
         greater_is_better=params.best_model_metric != "loss",
@@ -89,7 +130,7 @@ def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output
     callbacks = []
     if evaluation_sets and params.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
-    trainer = Trainer(
+    trainer = SeededOrderTrainer(
         model=model,
         args=training_arguments(params, output_dir, evaluate=bool(evaluation_sets)),
         train_dataset=train_split,
@@ -112,6 +153,36 @@ def evaluation_sets(tokenized):
     return {"train_subset": sorted_by_length(train_subset), "validation": sorted_by_length(validation_split)}
 
 
+def resumable_checkpoint(params):
+    """The last checkpoint of an interrupted run of these very params and data, or None.
+
+    Checkpoints of another configuration are deleted, never resumed from.
+    """
+    fingerprint = _run_fingerprint(params)
+    fingerprint_file = CHECKPOINT_DIR / "fingerprint.json"
+    if CHECKPOINT_DIR.exists():
+        if fingerprint_file.is_file() and json.loads(fingerprint_file.read_text()) == fingerprint:
+            return _last_complete_checkpoint()
+        print(f"train: discarding {CHECKPOINT_DIR}/, checkpoints of other params or data")
+        shutil.rmtree(CHECKPOINT_DIR)
+    CHECKPOINT_DIR.mkdir(parents=True)
+    write_json(fingerprint_file, fingerprint)
+    return None
+
+
+def _last_complete_checkpoint():
+    """The newest checkpoint written in full (Trainer writes trainer_state.json last)."""
+    complete = [path for path in CHECKPOINT_DIR.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda path: int(path.name.rpartition("-")[2]))) if complete else None
+
+
+def _run_fingerprint(params):
+    train_data = hashlib.sha256()
+    for arrow_file in sorted((TOKENIZED_DIR / "train").glob("*.arrow")):
+        train_data.update(arrow_file.read_bytes())
+    return {"params": dataclasses.asdict(params), "train_data_sha256": train_data.hexdigest()}
+
+
 def main():
     params = load_params()
     started = time.perf_counter()
@@ -119,14 +190,16 @@ def main():
     tokenizer = load_tokenizer(params.checkpoint)
     tokenized = load_tokenized()
     model = load_classifier(params.checkpoint)
-    # Trainer's mid-run checkpoints (needed to keep the best model) are scratch, not results.
-    with tempfile.TemporaryDirectory(prefix="trainer-") as trainer_dir:
-        trainer = build_trainer(params, model, tokenizer, tokenized["train"].remove_columns("idx"),
-                                evaluation_sets(tokenized), trainer_dir)
-        result = trainer.train()
+    resume_from = resumable_checkpoint(params)
+    if resume_from:
+        print(f"train: resuming from {resume_from}")
+    trainer = build_trainer(params, model, tokenizer, tokenized["train"].remove_columns("idx"),
+                            evaluation_sets(tokenized), str(CHECKPOINT_DIR))
+    trainer.train(resume_from_checkpoint=resume_from)
 
     with atomic_output(MODEL_DIR) as staging:
         trainer.save_model(str(staging))  # saves the tokenizer beside the model
+    shutil.rmtree(CHECKPOINT_DIR)  # finished: a forced re-run starts afresh
     state = trainer.state
     train_rows = _history_rows(state.log_history, TRAIN_HISTORY_COLUMNS)
     evaluation_rows = _history_rows(state.log_history, EVALUATION_HISTORY_COLUMNS)
@@ -136,7 +209,7 @@ def main():
     best = _best_evaluation(evaluation_rows, params.best_model_metric)
     saved = best if params.early_stopping_patience > 0 else evaluation_rows[-1]
     write_json(TRAIN_METRICS_FILE, {
-        "train_loss": result.training_loss,
+        "train_loss": _mean_train_loss(train_rows),
         "trained_steps": state.global_step,
         "trained_epochs": round(state.epoch, 4),
         "stopped_early": state.global_step < state.max_steps,
@@ -164,6 +237,14 @@ def _history_rows(log_history, columns):
         if set(values) - {"step", "epoch"}:
             rows.setdefault(entry["step"], {}).update(values)
     return [{column: row.get(column) for column in columns.values()} for _, row in sorted(rows.items())]
+
+
+def _mean_train_loss(train_rows):
+    """Mean loss per step up to the last logged step, from the logged window means
+    (Trainer's own figure covers only the steps since a resume)."""
+    steps = [row["step"] for row in train_rows]
+    window_lengths = [step - previous for previous, step in zip([0, *steps], steps)]
+    return sum(row["train_loss"] * length for row, length in zip(train_rows, window_lengths)) / steps[-1]
 
 
 def _best_evaluation(evaluation_rows, metric):

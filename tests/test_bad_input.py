@@ -52,6 +52,11 @@ BAD_PARAMS = [
     ("patience-negative", changed(early_stopping_patience=-1), "early_stopping_patience must be >= 0 (0 = off), got -1"),
     ("resamples-few", changed(bootstrap_resamples=10), "bootstrap_resamples must be >= 100, got 10"),
     ("window-one", changed(diagnose_window=1), "diagnose_window must be >= 2, got 1"),
+    ("save-steps-zero", changed(save_steps=0), "save_steps must be > 0, got 0"),
+    ("keep-none", changed(keep_checkpoints=0), "keep_checkpoints must be > 0, got 0"),
+    ("save-off-evaluations", changed(early_stopping_patience=2, eval_steps=4, save_steps=6),
+     "save_steps must be a multiple of eval_steps (4) with early stopping, which keeps the best evaluation's "
+     "checkpoint, got 6"),
     ("warmup-constant", changed(warmup_ratio=0.1, lr_scheduler="constant"),
      "warmup_ratio must be 0 with lr_scheduler constant, which has no warm-up (use constant_with_warmup), got 0.1"),
     ("fp16-cpu", changed(precision="fp16"),
