@@ -5,7 +5,7 @@ Accelerate loop: evaluation every `eval_steps`, per-step logging of loss, learni
 and gradient norm, mixed precision, length-grouped batches, early stopping and keeping
 the best model are all options of it, so this file only wires params to them. What it
 adds: resumable checkpoints of one configuration only, and a batch order that a run
-resumed mid-epoch reproduces exactly.
+resumed mid-epoch draws again exactly.
 """
 
 import csv
@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import time
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -24,7 +25,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from stages.common import atomic_output, run_stage, write_json
 from stages.data import load_tokenized, sorted_by_length
@@ -52,36 +52,62 @@ EVALUATION_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", **{
 TRAIN_SUBSET_SEED = 0
 
 
-class EpochSeededSampler(torch.utils.data.Sampler):
-    """Each epoch's order from (seed, epoch) alone: random, or length-grouped batches.
+# Saved beside each checkpoint: the RNG state its epoch's batch order was drawn with.
+EPOCH_ORDER_FILE = "epoch_order_rng.pt"
 
-    Trainer's own samplers draw each epoch's order from the global RNG, which a run resumed
-    mid-epoch restores to the checkpoint's state, not to the epoch's start: its remaining
-    batches would differ from those of an uninterrupted run.
+
+class ReplayableOrderSampler(torch.utils.data.Sampler):
+    """Trainer's own sampler (random or length-grouped), whose epoch order a resumed run
+    draws again exactly.
+
+    Trainer's samplers draw each epoch's order from the global RNG as the epoch starts. A run
+    resumed mid-epoch restores its checkpoint's RNG state, not the epoch's, so its remaining
+    batches would differ from an uninterrupted run's. This sampler remembers the state each
+    order was drawn with (saved in every checkpoint) and replays it for the resumed epoch.
     """
 
-    def __init__(self, dataset, seed, group_by_length, batch_size):
-        self.seed, self.epoch = seed, 0
-        self.generator = torch.Generator()
-        self.order = (LengthGroupedSampler(batch_size, dataset=dataset, generator=self.generator)
-                      if group_by_length else torch.utils.data.RandomSampler(dataset, generator=self.generator))
+    def __init__(self, sampler, replay=None):
+        self.sampler, self.epoch = sampler, 0
+        self.replay = replay  # {"epoch": ..., "rng_state": ...} from a checkpoint, or None
+        self.order_rng_state = None
 
     def set_epoch(self, epoch):  # Trainer calls it (through Accelerate) before each epoch
         self.epoch = epoch
 
     def __len__(self):
-        return len(self.order)
+        return len(self.sampler)
 
     def __iter__(self):
-        self.generator.manual_seed(self.seed + self.epoch)
-        return iter(self.order)
+        replaying = self.replay is not None and self.replay["epoch"] == self.epoch
+        rng_state = torch.get_rng_state()
+        self.order_rng_state = self.replay["rng_state"] if replaying else rng_state
+        torch.set_rng_state(self.order_rng_state)
+        order = list(self.sampler)
+        if replaying:
+            torch.set_rng_state(rng_state)  # Trainer then restores the checkpoint's own state
+            self.replay = None
+        return iter(order)
 
 
-class SeededOrderTrainer(Trainer):
+class ResumableOrderTrainer(Trainer):
+    # Hooks into two of Trainer's private methods: where it makes the train sampler, and
+    # where it writes a checkpoint.
+    def __init__(self, *args, replay_order=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.replay_order, self.order_sampler = replay_order, None
+
     def _get_train_sampler(self, train_dataset=None):
-        dataset = self.train_dataset if train_dataset is None else train_dataset
-        return EpochSeededSampler(dataset, self.args.seed, self.args.train_sampling_strategy == "group_by_length",
-                                  self.args.train_batch_size)
+        self.order_sampler = ReplayableOrderSampler(super()._get_train_sampler(train_dataset), self.replay_order)
+        return self.order_sampler
+
+    def _save_checkpoint(self, model, trial):
+        # Written first: Trainer writes trainer_state.json last, which marks a whole checkpoint.
+        if self.order_sampler is not None and self.order_sampler.order_rng_state is not None:
+            checkpoint = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            torch.save({"epoch": self.order_sampler.epoch, "rng_state": self.order_sampler.order_rng_state},
+                       checkpoint / EPOCH_ORDER_FILE)
+        super()._save_checkpoint(model, trial)
 
 
 class EvaluationProgress(ProgressCallback):
@@ -125,12 +151,12 @@ def training_arguments(params, output_dir, evaluate=True):
     )
 
 
-def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
+def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir, replay_order=None):
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark)."""
     callbacks = []
     if evaluation_sets and params.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
-    trainer = SeededOrderTrainer(
+    trainer = ResumableOrderTrainer(
         model=model,
         args=training_arguments(params, output_dir, evaluate=bool(evaluation_sets)),
         train_dataset=train_split,
@@ -139,6 +165,7 @@ def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        replay_order=replay_order,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(EvaluationProgress)
@@ -191,10 +218,12 @@ def main():
     tokenized = load_tokenized()
     model = load_classifier(params.checkpoint)
     resume_from = resumable_checkpoint(params)
+    replay_order = None
     if resume_from:
         print(f"train: resuming from {resume_from}")
+        replay_order = torch.load(Path(resume_from) / EPOCH_ORDER_FILE, weights_only=True)
     trainer = build_trainer(params, model, tokenizer, tokenized["train"].remove_columns("idx"),
-                            evaluation_sets(tokenized), str(CHECKPOINT_DIR))
+                            evaluation_sets(tokenized), str(CHECKPOINT_DIR), replay_order)
     trainer.train(resume_from_checkpoint=resume_from)
 
     with atomic_output(MODEL_DIR) as staging:

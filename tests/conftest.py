@@ -107,6 +107,19 @@ def run_module(module, cwd, arguments=(), env_changes=None):
                           capture_output=True, text=True, timeout=300)
 
 
+def dvc_environment(glue_dir):
+    """Environment for the real `dvc` and `git` CLIs on a test repository."""
+    return {
+        **os.environ,
+        "GLUE_DIR": str(glue_dir),
+        "HF_HUB_OFFLINE": "1",
+        # dvc must run the stages with this interpreter, whatever PATH the tests got.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+
+
 def copy_project(destination):
     """The files a user clones, without any local artifact."""
     destination.mkdir(parents=True, exist_ok=True)

@@ -2,17 +2,15 @@
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import copy_project, write_params
+from tests.conftest import copy_project, dvc_environment, write_params
 
 ALL_OUTPUTS = [
     "data/raw/train.parquet", "data/raw/provenance.json", "data/tokenized/dataset_dict.json",
@@ -27,15 +25,7 @@ ALL_OUTPUTS = [
 def repo(tmp_path_factory, tiny_params, glue_parquet_dir):
     root = copy_project(tmp_path_factory.mktemp("e2e") / "project")
     write_params(root, tiny_params)
-    env = {
-        **os.environ,
-        "GLUE_DIR": str(glue_parquet_dir),
-        "HF_HUB_OFFLINE": "1",
-        # dvc must run the stages with this interpreter, whatever PATH the tests got.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
+    env = dvc_environment(glue_parquet_dir)
 
     def run(*command):
         result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)

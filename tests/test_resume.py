@@ -4,11 +4,9 @@ and ends with the metrics of a run that was never interrupted."""
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-from tests.conftest import copy_project, write_params
+from tests.conftest import copy_project, dvc_environment, write_params
 
 # Long enough to be killed mid-run: 120 steps of 6 per epoch, a checkpoint every 25 steps,
 # so that every checkpoint falls inside an epoch (the hard case: half an epoch's batches
@@ -21,14 +19,7 @@ RESULT_FILES = ["metrics/train.json", "metrics/evaluation.json", "metrics/histor
 def make_repo(root, tiny_params, glue_parquet_dir):
     copy_project(root)
     write_params(root, tiny_params, **LONG_RUN)
-    env = {
-        **os.environ,
-        "GLUE_DIR": str(glue_parquet_dir),
-        "HF_HUB_OFFLINE": "1",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
+    env = dvc_environment(glue_parquet_dir)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "p"]):
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     return env
@@ -40,13 +31,20 @@ def repro(root, env):
     return result.stdout + result.stderr
 
 
-def wait_for_checkpoint(root, process, step, timeout=300):
+def kill_repro_after_checkpoint(root, env, step, timeout=300):
+    """Start `dvc repro`, SIGKILL it and its stage once checkpoint `step` is written in full."""
+    # Its own process group, so the signal reaches dvc and the stage it runs, as a killed
+    # job's would.
+    process = subprocess.Popen(["dvc", "repro"], cwd=root, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = root / "checkpoints" / "train" / f"checkpoint-{step}" / "trainer_state.json"
     deadline = time.monotonic() + timeout
     while not checkpoint.is_file():
         assert process.poll() is None, "dvc repro ended before the checkpoint appeared"
         assert time.monotonic() < deadline, f"no {checkpoint} after {timeout}s"
         time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
 
 
 def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny_params, glue_parquet_dir):
@@ -55,13 +53,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny
 
     root = tmp_path / "interrupted"
     env = make_repo(root, tiny_params, glue_parquet_dir)
-    # Its own process group, so the signal reaches dvc and the stage it runs, as a ^C or a
-    # killed job would.
-    process = subprocess.Popen(["dvc", "repro"], cwd=root, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_checkpoint(root, process, step=50)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_repro_after_checkpoint(root, env, step=50)
     assert not (root / "models").exists() and not (root / "metrics" / "train.json").exists()
 
     output = repro(root, env)
@@ -75,11 +67,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny
 def test_checkpoints_of_other_params_are_discarded(tmp_path, tiny_params, glue_parquet_dir):
     root = tmp_path / "project"
     env = make_repo(root, tiny_params, glue_parquet_dir)
-    process = subprocess.Popen(["dvc", "repro"], cwd=root, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_checkpoint(root, process, step=25)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_repro_after_checkpoint(root, env, step=25)
 
     write_params(root, tiny_params, **{**LONG_RUN, "epochs": 2})
     output = repro(root, env)
