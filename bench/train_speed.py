@@ -68,7 +68,7 @@ def course_loop(checkpoint, train_split, validation_split, tokenizer, pairs, see
     return seconds, steps * COURSE_BATCH_SIZE, scores
 
 
-def train_stage_run(params, train_split, tokenized, tokenizer, pairs, seed):
+def train_stage_run(params, train_split, validation_split, tokenized, tokenizer, pairs, seed):
     """The train stage's Trainer; returns (seconds, pairs trained, validation scores or None)."""
     if pairs is None:
         params = dataclasses.replace(params, seed=seed)
@@ -84,8 +84,8 @@ def train_stage_run(params, train_split, tokenized, tokenizer, pairs, seed):
         trainer.train()
         seconds = time.perf_counter() - started
     trained_pairs = trainer.state.global_step * params.train_batch_size
-    scores = _validation_scores(trainer.model, tokenized["validation"].remove_columns("idx"),
-                                DataCollatorWithPadding(tokenizer)) if pairs is None else None
+    scores = _validation_scores(trainer.model, validation_split, DataCollatorWithPadding(tokenizer)) \
+        if pairs is None else None
     return seconds, trained_pairs, scores
 
 
@@ -121,7 +121,8 @@ def main():
         rows.append(("course", seed, *course_loop(params.checkpoint, train_split, validation_split, tokenizer,
                                                   pairs, seed)))
         _print_row(rows[-1])
-        rows.append(("stage", seed, *train_stage_run(params, train_split, tokenized, tokenizer, pairs, seed)))
+        stage_run = train_stage_run(params, train_split, validation_split, tokenized, tokenizer, pairs, seed)
+        rows.append(("stage", seed, *stage_run))
         _print_row(rows[-1])
 
     speed = {recipe: statistics.mean(trained / seconds for name, _, seconds, trained, _ in rows if name == recipe)
