@@ -18,7 +18,7 @@ from stages.common import PipelineError, atomic_output, run_stage, write_json
 from stages.data import NO_LABEL, load_tokenized, sorted_by_length
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.params import load_params
-from stages.scores import bootstrap_intervals, mrpc_metrics
+from stages.scores import bootstrap_intervals, example_losses, mrpc_metrics
 from stages.paths import EVALUATED_SPLITS, EVALUATION_METRICS_FILE, MODEL_DIR, predictions_file
 
 
@@ -42,11 +42,16 @@ def main():
             ),
             data_collator=DataCollatorWithPadding(tokenizer),
         )
+        main_process = predictor.is_world_process_zero()
         metrics = {}
         for split in EVALUATED_SPLITS:
-            # Predicted in length order (little padding), then put back in idx order.
+            # Predicted in length order (little padding), then put back in idx order. Under
+            # `accelerate launch`, each process predicts a share and Trainer gathers all the
+            # predictions, each example once, to every process: the main process writes.
             split_data = sorted_by_length(tokenized[split])
             output = predictor.predict(split_data.remove_columns(["idx", "labels"]))
+            if not main_process:
+                continue
             split_order = np.argsort(split_data["idx"])
             split_data = split_data.select(split_order)
             logits = torch.from_numpy(np.asarray(output.predictions, dtype=np.float32)[split_order])
@@ -56,6 +61,8 @@ def main():
             _write_predictions(split, split_data["idx"], labels, predictions, probabilities)
             if NO_LABEL not in labels:
                 metrics.update(_scores(split, logits, predictions, labels, params))
+    if not main_process:
+        return
     write_json(EVALUATION_METRICS_FILE, metrics)
 
     summary = ", ".join(
@@ -67,7 +74,7 @@ def main():
 
 def _scores(split, logits, predictions, labels, params):
     """Point metrics and their bootstrap intervals, as flat `<split>_<metric>[_ci_low|_ci_high]` keys."""
-    losses = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels), reduction="none").numpy()
+    losses = example_losses(logits.numpy(), labels)
     points = {**mrpc_metrics(predictions, labels), "loss": float(losses.mean())}
     intervals = bootstrap_intervals(predictions, labels, losses, params.bootstrap_resamples, params.bootstrap_seed)
     scores = {}

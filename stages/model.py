@@ -63,9 +63,10 @@ def device_arguments(precision):
     if precision == "auto":
         precision = "bf16" if _bf16_is_fast() else "fp32"
     on_gpu = torch.cuda.is_available()
-    # Trainer refuses bf16 without a GPU unless told that the CPU is meant.
+    # use_cpu: Trainer refuses bf16 without a GPU unless told that the CPU is meant, and runs
+    # the processes of `accelerate launch` as one CPU job (gloo) only when told so.
     return {"bf16": precision == "bf16", "fp16": precision == "fp16",
-            "use_cpu": precision == "bf16" and not on_gpu, "dataloader_pin_memory": on_gpu}
+            "use_cpu": not on_gpu, "dataloader_pin_memory": on_gpu}
 
 
 def _bf16_is_fast():

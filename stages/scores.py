@@ -9,6 +9,7 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
+import torch
 
 METRIC_SCRIPT = Path(__file__).with_name("mrpc_metric.py")
 CONFIDENCE = 0.95
@@ -26,10 +27,21 @@ def mrpc_metrics(predictions, references):
     return _mrpc_metric().compute(predictions=predictions, references=references)
 
 
+def example_losses(logits, labels):
+    """Cross-entropy of each example, from its logits and label (numpy arrays)."""
+    return torch.nn.functional.cross_entropy(torch.from_numpy(np.asarray(logits, dtype=np.float32)),
+                                             torch.from_numpy(np.asarray(labels)), reduction="none").numpy()
+
+
 def compute_metrics(eval_prediction):
-    """`Trainer`'s compute_metrics: logits and labels in, accuracy and F1 out."""
-    predictions = eval_prediction.predictions.argmax(axis=-1)
-    return mrpc_metrics(predictions, eval_prediction.label_ids)
+    """`Trainer`'s compute_metrics: logits and labels in, accuracy, F1 and loss out.
+
+    The loss replaces Trainer's own, a mean of batch losses: on several processes Accelerate
+    pads an uneven last batch with repeated examples, which its predictions drop but that
+    batch's loss keeps. Per-example losses from the gathered logits count each example once.
+    """
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    return {**mrpc_metrics(logits.argmax(axis=-1), labels), "loss": float(example_losses(logits, labels).mean())}
 
 
 def bootstrap_intervals(predictions, references, losses, resamples, seed):

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from transformers import (
     set_seed,
 )
 
-from stages.common import atomic_output, run_stage, write_json
+from stages.common import PipelineError, atomic_output, run_stage, write_json
 from stages.data import load_tokenized, sorted_by_length
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.scores import compute_metrics
@@ -64,6 +65,10 @@ class ReplayableOrderSampler(torch.utils.data.Sampler):
     resumed mid-epoch restores its checkpoint's RNG state, not the epoch's, so its remaining
     batches would differ from an uninterrupted run's. This sampler remembers the state each
     order was drawn with (saved in every checkpoint) and replays it for the resumed epoch.
+
+    With several processes, each draws the order with the main process's RNG state: every
+    process must shard the very same order, and their own states part ways as soon as their
+    batches differ (dropout draws as many numbers as a batch has tokens).
     """
 
     def __init__(self, sampler, replay=None):
@@ -80,7 +85,7 @@ class ReplayableOrderSampler(torch.utils.data.Sampler):
     def __iter__(self):
         replaying = self.replay is not None and self.replay["epoch"] == self.epoch
         rng_state = torch.get_rng_state()
-        self.order_rng_state = self.replay["rng_state"] if replaying else rng_state
+        self.order_rng_state = self.replay["rng_state"] if replaying else _main_process_value(rng_state)
         torch.set_rng_state(self.order_rng_state)
         order = list(self.sampler)
         if replaying:
@@ -89,12 +94,21 @@ class ReplayableOrderSampler(torch.utils.data.Sampler):
         return iter(order)
 
 
+def _main_process_value(value):
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    values = [value]
+    torch.distributed.broadcast_object_list(values, src=0)
+    return values[0]
+
+
 class ResumableOrderTrainer(Trainer):
     # Hooks into two of Trainer's private methods: where it makes the train sampler, and
     # where it writes a checkpoint.
-    def __init__(self, *args, replay_order=None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.replay_order, self.order_sampler = replay_order, None
+        self.replay_order = None  # what a resumed run replays: the checkpoint's EPOCH_ORDER_FILE
+        self.order_sampler = None
 
     def _get_train_sampler(self, train_dataset=None):
         self.order_sampler = ReplayableOrderSampler(super()._get_train_sampler(train_dataset), self.replay_order)
@@ -102,7 +116,7 @@ class ResumableOrderTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         # Written first: Trainer writes trainer_state.json last, which marks a whole checkpoint.
-        if self.order_sampler is not None and self.order_sampler.order_rng_state is not None:
+        if self.args.should_save and self.order_sampler is not None and self.order_sampler.order_rng_state is not None:
             checkpoint = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
             checkpoint.mkdir(parents=True, exist_ok=True)
             torch.save({"epoch": self.order_sampler.epoch, "rng_state": self.order_sampler.order_rng_state},
@@ -127,7 +141,7 @@ def training_arguments(params, output_dir, evaluate=True):
         learning_rate=params.lr,
         num_train_epochs=params.epochs,
         max_steps=params.max_steps,
-        per_device_train_batch_size=params.train_batch_size,
+        per_device_train_batch_size=_per_process_batch_size(params.train_batch_size),
         per_device_eval_batch_size=params.eval_batch_size,
         weight_decay=params.weight_decay,
         warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a fraction of all steps
@@ -147,11 +161,25 @@ def training_arguments(params, output_dir, evaluate=True):
         metric_for_best_model=f"validation_{params.best_model_metric}",
         greater_is_better=params.best_model_metric != "loss",
         report_to="none",
+        # On several processes Trainer multiplies the loss by their number for models whose
+        # loss sums over tokens; the classifiers' loss is already a mean over pairs, so that
+        # would double the loss and the gradients on two processes (seen in the test).
+        average_tokens_across_devices=False,
         **device_arguments(params.precision),
     )
 
 
-def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir, replay_order=None):
+def _per_process_batch_size(train_batch_size):
+    """`train_batch_size` is pairs per optimizer step whatever the number of processes, so a
+    run on several processes (accelerate launch) makes the same steps as a run on one."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if train_batch_size % processes:
+        raise PipelineError(f"train_batch_size: {train_batch_size} pairs per step do not split evenly over "
+                            f"{processes} processes; use a multiple of {processes}")
+    return train_batch_size // processes
+
+
+def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark)."""
     callbacks = []
     if evaluation_sets and params.early_stopping_patience > 0:
@@ -165,7 +193,6 @@ def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
-        replay_order=replay_order,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(EvaluationProgress)
@@ -187,10 +214,11 @@ def resumable_checkpoint(params):
     """
     fingerprint = _run_fingerprint(params)
     fingerprint_file = CHECKPOINT_DIR / "fingerprint.json"
-    if CHECKPOINT_DIR.exists():
-        if fingerprint_file.is_file() and json.loads(fingerprint_file.read_text()) == fingerprint:
-            return _last_complete_checkpoint()
+    if fingerprint_file.is_file() and json.loads(fingerprint_file.read_text()) == fingerprint:
+        return _last_complete_checkpoint()
+    if any(CHECKPOINT_DIR.glob("checkpoint-*")):
         print(f"train: discarding {CHECKPOINT_DIR}/, checkpoints of other params or data")
+    if CHECKPOINT_DIR.exists():  # Trainer makes the folder as it starts
         shutil.rmtree(CHECKPOINT_DIR)
     CHECKPOINT_DIR.mkdir(parents=True)
     write_json(fingerprint_file, fingerprint)
@@ -217,14 +245,20 @@ def main():
     tokenizer = load_tokenizer(params.checkpoint)
     tokenized = load_tokenized()
     model = load_classifier(params.checkpoint)
-    resume_from = resumable_checkpoint(params)
-    replay_order = None
-    if resume_from:
-        print(f"train: resuming from {resume_from}")
-        replay_order = torch.load(Path(resume_from) / EPOCH_ORDER_FILE, weights_only=True)
     trainer = build_trainer(params, model, tokenizer, tokenized["train"].remove_columns("idx"),
-                            evaluation_sets(tokenized), str(CHECKPOINT_DIR), replay_order)
+                            evaluation_sets(tokenized), str(CHECKPOINT_DIR))
+    main_process = trainer.is_world_process_zero()
+    # Under `accelerate launch`, the main process alone keeps or discards checkpoints; the
+    # others then find what it kept.
+    with trainer.args.main_process_first(local=False, desc="checking checkpoints"):
+        resume_from = resumable_checkpoint(params) if main_process else _last_complete_checkpoint()
+    if resume_from:
+        if main_process:
+            print(f"train: resuming from {resume_from}")
+        trainer.replay_order = torch.load(Path(resume_from) / EPOCH_ORDER_FILE, weights_only=True)
     trainer.train(resume_from_checkpoint=resume_from)
+    if not main_process:
+        return  # every process holds the same trained model; one writes it
 
     with atomic_output(MODEL_DIR) as staging:
         trainer.save_model(str(staging))  # saves the tokenizer beside the model

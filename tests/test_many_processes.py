@@ -1,0 +1,114 @@
+"""The train and evaluate stages on two processes (`accelerate launch`, CPU, gloo) against one."""
+
+import csv
+import json
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT, SPLIT_ROWS, dvc_environment, write_params
+
+# Two processes and one differ only in the order of floating-point sums (README, "Several
+# processes"): every logged and reported number agrees to this, predictions exactly.
+TOLERANCE = 1e-4
+
+
+def accelerate_launch(processes):
+    with socket.socket() as probe:  # a free port for the processes' rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # --multi_gpu picks the launcher that starts several processes; on a machine without a
+    # GPU the stages then train on the CPU with the gloo backend.
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(port)]
+
+
+@pytest.fixture(scope="module")
+def dropout_free_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model without dropout, whose random masks would differ between processes."""
+    model_dir = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    shutil.copytree(tiny_model_dir, model_dir, dirs_exist_ok=True)
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    return model_dir
+
+
+def run_pipeline(project_dir, params, glue_dir, launcher):
+    """download and tokenize in one process, then train and evaluate with `launcher`."""
+    project_dir.mkdir()
+    write_params(project_dir, params)
+    environment = {**dvc_environment(glue_dir), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    logs = {}
+    for stage, command in [("download", [sys.executable]), ("tokenize", [sys.executable]),
+                           ("train", launcher), ("evaluate", launcher)]:
+        result = subprocess.run([*command, "-m", f"stages.{stage}"], cwd=project_dir, env=environment,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-4000:]}"
+        logs[stage] = result.stdout
+    return logs
+
+
+def read_csv(path):
+    with open(path, newline="") as csv_file:
+        return list(csv.DictReader(csv_file))
+
+
+def numbers(rows):
+    return [{key: float(value) for key, value in row.items()} for row in rows]
+
+
+def test_two_processes_train_and_evaluate_as_one(tmp_path, tiny_params, dropout_free_model_dir, glue_parquet_dir):
+    # eval_batch_size 3 splits 16 examples into 6 batches, the last of 1: with two processes
+    # Accelerate pads that round with repeated examples, which must not be counted twice.
+    params = {**tiny_params, "checkpoint": str(dropout_free_model_dir), "eval_batch_size": 3,
+              "group_by_length": False}
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    run_pipeline(one, params, glue_parquet_dir, [sys.executable])
+    logs = run_pipeline(two, params, glue_parquet_dir, accelerate_launch(2))
+
+    # Only the main process reports and writes: the same files as one process, each once.
+    assert logs["train"].count("train: 12 steps") == 1
+    assert logs["evaluate"].count("evaluate: ") == 1
+    written = {run: sorted(str(path.relative_to(run)) for folder in ("metrics", "models")
+                           for path in (run / folder).rglob("*")) for run in (one, two)}
+    assert written[two] == written[one]
+
+    train_metrics = {run: json.loads((run / "metrics" / "train.json").read_text()) for run in (one, two)}
+    assert train_metrics[two] == pytest.approx(train_metrics[one], abs=TOLERANCE)
+    for history in ("train.csv", "evaluations.csv"):
+        rows = {run: numbers(read_csv(run / "metrics" / "history" / history)) for run in (one, two)}
+        assert len(rows[two]) == len(rows[one])
+        for row_two, row_one in zip(rows[two], rows[one]):
+            assert row_two == pytest.approx(row_one, abs=TOLERANCE), history
+
+    evaluation = {run: json.loads((run / "metrics" / "evaluation.json").read_text()) for run in (one, two)}
+    assert evaluation[two] == pytest.approx(evaluation[one], abs=TOLERANCE)
+    for split in ("validation", "test"):
+        predictions = {run: read_csv(run / "metrics" / "predictions" / f"{split}.csv") for run in (one, two)}
+        # Every example exactly once, in idx order.
+        assert [int(row["idx"]) for row in predictions[two]] == list(range(SPLIT_ROWS[split]))
+        assert [row["prediction"] for row in predictions[two]] == [row["prediction"] for row in predictions[one]]
+        probabilities = {run: [float(row["probability_equivalent"]) for row in rows] for run, rows in predictions.items()}
+        assert probabilities[two] == pytest.approx(probabilities[one], abs=TOLERANCE)
+
+
+def test_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tiny_params, glue_parquet_dir):
+    project_dir = tmp_path / "odd"
+    project_dir.mkdir()
+    write_params(project_dir, tiny_params, train_batch_size=7)
+    environment = {**dvc_environment(glue_parquet_dir), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    for stage in ("download", "tokenize"):
+        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project_dir, env=environment, check=True,
+                       capture_output=True)
+    result = subprocess.run([*accelerate_launch(2), "-m", "stages.train"], cwd=project_dir, env=environment,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert ("error: train_batch_size: 7 pairs per step do not split evenly over 2 processes; "
+            "use a multiple of 2") in result.stderr
+    assert not (project_dir / "models").exists() and not (project_dir / "metrics").exists()
