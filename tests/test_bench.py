@@ -33,3 +33,12 @@ def test_benchmark_without_tokenized_data_says_what_to_run(project):
     result = run_module("bench.train_speed", project, [])
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: data/tokenized not found: run `dvc repro tokenize` first"
+
+
+def test_benchmark_runs_one_recipe_when_asked(project):
+    download.main()
+    tokenize.main()
+    result = run_module("bench.train_speed", project, ["--pairs", "16", "--recipes", "course"])
+    assert result.returncode == 0, result.stderr
+    assert re.findall(r"^(course|stage) +seed", result.stdout, re.M) == ["course"]
+    assert re.search(r"^mean pairs/s: course [\d.]+$", result.stdout, re.M)
