@@ -181,12 +181,14 @@ def _per_process_batch_size(train_batch_size):
 
 def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark)."""
+    args = training_arguments(params, output_dir, evaluate=bool(evaluation_sets))
+    # Early stopping is on exactly when the arguments keep the best model.
     callbacks = []
-    if evaluation_sets and params.early_stopping_patience > 0:
+    if args.load_best_model_at_end:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
     trainer = ResumableOrderTrainer(
         model=model,
-        args=training_arguments(params, output_dir, evaluate=bool(evaluation_sets)),
+        args=args,
         train_dataset=train_split,
         eval_dataset=evaluation_sets,
         data_collator=DataCollatorWithPadding(tokenizer),
