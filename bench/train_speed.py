@@ -44,7 +44,7 @@ def course_loop(checkpoint, train_split, validation_split, tokenizer, pairs, see
     set_seed(seed)
     collator = DataCollatorWithPadding(tokenizer)
     train_dataloader = DataLoader(train_split, shuffle=True, batch_size=COURSE_BATCH_SIZE, collate_fn=collator)
-    model = load_classifier(checkpoint, attention="sdpa")  # transformers' default
+    model = load_classifier(checkpoint)
     optimizer = torch.optim.AdamW(model.parameters(), lr=COURSE_LR)
     training_steps = COURSE_EPOCHS * len(train_dataloader)
     lr_scheduler = get_scheduler("linear", optimizer=optimizer, num_warmup_steps=0,

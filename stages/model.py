@@ -27,12 +27,10 @@ def load_tokenizer(checkpoint):
     return _from_pretrained(AutoTokenizer, checkpoint)
 
 
-def load_classifier(checkpoint, attention=None):
-    """The checkpoint with a fresh two-label head; `attention` overrides fast_attention()."""
+def load_classifier(checkpoint):
     return _from_pretrained(
         AutoModelForSequenceClassification,
         checkpoint,
-        attn_implementation=attention or fast_attention(),
         num_labels=len(LABEL_NAMES),
         id2label=dict(enumerate(LABEL_NAMES)),
         label2id={name: label for label, name in enumerate(LABEL_NAMES)},
@@ -47,14 +45,6 @@ def _from_pretrained(auto_class, checkpoint, **kwargs):
         raise PipelineError(
             f"checkpoint {checkpoint!r}: not a model folder here and not loadable from the Hub ({reason})"
         ) from None
-
-
-def fast_attention():
-    """PyTorch's fused attention on a GPU; plain matrix products on a CPU, where the fused
-    kernel's backward pass took 31% of a bf16 training step (batches of 32 pairs of ~50
-    tokens) for attention that is ~4% of the arithmetic. Measured here: a bare loop at batch
-    32 went from 51 to 61 pairs/s, the train stage at its default batch of 8 from 37.5 to 39.4."""
-    return "sdpa" if torch.cuda.is_available() else "eager"
 
 
 def device_arguments(precision):
