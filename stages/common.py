@@ -18,7 +18,7 @@ class PipelineError(Exception):
 
 
 def run_stage(main):
-    _keep_freed_memory()
+    keep_freed_memory()
     try:
         main()
     except PipelineError as error:
@@ -26,7 +26,7 @@ def run_stage(main):
         sys.exit(1)
 
 
-def _keep_freed_memory():
+def keep_freed_memory():
     """Have glibc serve every allocation from its heap and keep freed memory for reuse.
 
     By default it maps big blocks (the 47 MB embedding gradient, activations) afresh on
