@@ -38,16 +38,27 @@ def dropout_free_model_dir(tiny_model_dir, tmp_path_factory):
     return model_dir
 
 
-def run_pipeline(project_dir, params, glue_dir, launcher):
-    """download and tokenize in one process, then train and evaluate with `launcher`."""
+def run_stage_with(launcher, stage, project_dir, glue_dir):
+    environment = {**dvc_environment(glue_dir), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*launcher, "-m", f"stages.{stage}"], cwd=project_dir, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+def tokenized_project(project_dir, params, glue_dir):
     project_dir.mkdir()
     write_params(project_dir, params)
-    environment = {**dvc_environment(glue_dir), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
+    for stage in ("download", "tokenize"):
+        result = run_stage_with([sys.executable], stage, project_dir, glue_dir)
+        assert result.returncode == 0, result.stderr[-4000:]
+    return project_dir
+
+
+def run_pipeline(project_dir, params, glue_dir, launcher):
+    """download and tokenize in one process, then train and evaluate with `launcher`."""
+    tokenized_project(project_dir, params, glue_dir)
     logs = {}
-    for stage, command in [("download", [sys.executable]), ("tokenize", [sys.executable]),
-                           ("train", launcher), ("evaluate", launcher)]:
-        result = subprocess.run([*command, "-m", f"stages.{stage}"], cwd=project_dir, env=environment,
-                                capture_output=True, text=True, timeout=600)
+    for stage in ("train", "evaluate"):
+        result = run_stage_with(launcher, stage, project_dir, glue_dir)
         assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-4000:]}"
         logs[stage] = result.stdout
     return logs
@@ -99,15 +110,8 @@ def test_two_processes_train_and_evaluate_as_one(tmp_path, tiny_params, dropout_
 
 
 def test_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tiny_params, glue_parquet_dir):
-    project_dir = tmp_path / "odd"
-    project_dir.mkdir()
-    write_params(project_dir, tiny_params, train_batch_size=7)
-    environment = {**dvc_environment(glue_parquet_dir), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
-    for stage in ("download", "tokenize"):
-        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=project_dir, env=environment, check=True,
-                       capture_output=True)
-    result = subprocess.run([*accelerate_launch(2), "-m", "stages.train"], cwd=project_dir, env=environment,
-                            capture_output=True, text=True, timeout=600)
+    project_dir = tokenized_project(tmp_path / "odd", {**tiny_params, "train_batch_size": 7}, glue_parquet_dir)
+    result = run_stage_with(accelerate_launch(2), "train", project_dir, glue_parquet_dir)
     assert result.returncode != 0
     assert ("error: train_batch_size: 7 pairs per step do not split evenly over 2 processes; "
             "use a multiple of 2") in result.stderr
