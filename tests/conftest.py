@@ -96,14 +96,15 @@ def write_params(project_dir, params, **changes):
     (project_dir / "params.yaml").write_text(yaml.safe_dump({**params, **changes}, sort_keys=False))
 
 
-def run_stage_process(stage, cwd, env_changes=None):
-    """Run `python -m stages.<stage>` as dvc would, from `cwd`, with the project importable."""
-    return run_module(f"stages.{stage}", cwd, env_changes=env_changes)
+def run_stage_process(stage, cwd, env_changes=None, launcher=(sys.executable,)):
+    """Run `python -m stages.<stage>` as dvc would (or `<launcher> -m stages.<stage>`),
+    from `cwd`, with the project importable."""
+    return run_module(f"stages.{stage}", cwd, env_changes=env_changes, launcher=launcher)
 
 
-def run_module(module, cwd, arguments=(), env_changes=None):
+def run_module(module, cwd, arguments=(), env_changes=None, launcher=(sys.executable,)):
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env_changes or {})}
-    return subprocess.run([sys.executable, "-m", module, *arguments], cwd=cwd, env=env,
+    return subprocess.run([*launcher, "-m", module, *arguments], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

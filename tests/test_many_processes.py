@@ -4,12 +4,11 @@ import csv
 import json
 import shutil
 import socket
-import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, SPLIT_ROWS, dvc_environment, write_params
+from tests.conftest import SPLIT_ROWS, run_stage_process, write_params
 
 # Two processes and one differ only in the order of floating-point sums (README, "Several
 # processes"): every logged and reported number agrees to this, predictions exactly.
@@ -39,9 +38,8 @@ def dropout_free_model_dir(tiny_model_dir, tmp_path_factory):
 
 
 def run_stage_with(launcher, stage, project_dir, glue_dir):
-    environment = {**dvc_environment(glue_dir), "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*launcher, "-m", f"stages.{stage}"], cwd=project_dir, env=environment,
-                          capture_output=True, text=True, timeout=600)
+    # One thread per process: two processes share this machine's cores.
+    return run_stage_process(stage, project_dir, {"GLUE_DIR": str(glue_dir), "OMP_NUM_THREADS": "1"}, launcher)
 
 
 def tokenized_project(project_dir, params, glue_dir):
