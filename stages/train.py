@@ -29,6 +29,7 @@ from transformers import (
 
 from stages.common import PipelineError, atomic_output, run_stage, write_json
 from stages.data import load_tokenized, sorted_by_length
+from stages.fast_dropout import use_fast_cpu_dropout
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.scores import compute_metrics
 from stages.params import load_params
@@ -182,6 +183,7 @@ def _per_process_batch_size(train_batch_size):
 def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark)."""
     args = training_arguments(params, output_dir, evaluate=bool(evaluation_sets))
+    use_fast_cpu_dropout(model)
     # Early stopping is on exactly when the arguments keep the best model.
     callbacks = []
     if args.load_best_model_at_end:
