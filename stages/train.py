@@ -104,8 +104,8 @@ def _main_process_value(value):
 
 
 class ResumableOrderTrainer(Trainer):
-    # Hooks into two of Trainer's private methods: where it makes the train sampler, and
-    # where it writes a checkpoint.
+    # Hooks into three of Trainer's private methods: where it makes the train and evaluation
+    # samplers, and where it writes a checkpoint.
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.replay_order = None  # what a resumed run replays: the checkpoint's EPOCH_ORDER_FILE
@@ -114,6 +114,14 @@ class ResumableOrderTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         self.order_sampler = ReplayableOrderSampler(super()._get_train_sampler(train_dataset), self.replay_order)
         return self.order_sampler
+
+    def _get_eval_sampler(self, eval_dataset):
+        # The evaluation sets come sorted by length. With group_by_length Trainer would
+        # regroup them as it does train batches, padding each batch to ~80 tokens instead
+        # of ~55: evaluations took 3.0 s per 408 pairs instead of 2.1 (measured).
+        if eval_dataset is None or self.args.world_size > 1:
+            return None  # as Trainer does without grouping: Accelerate shards the set in order
+        return torch.utils.data.SequentialSampler(eval_dataset)
 
     def _save_checkpoint(self, model, trial):
         # Written first: Trainer writes trainer_state.json last, which marks a whole checkpoint.
