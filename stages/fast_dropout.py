@@ -64,9 +64,11 @@ class _KeepAndScale(torch.autograd.Function):
 
 
 def _attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """Transformers' sdpa attention, except when training on a CPU with attention dropout:
-    then plain attention with the fast masks (PyTorch's fused CPU kernels take no dropout)."""
-    if dropout == 0 or query.device.type != "cpu":
+    """Transformers' sdpa attention, except when an encoder trains on a CPU with attention
+    dropout: then plain attention with the fast masks (PyTorch's fused CPU kernels take no
+    dropout). Causal (decoder) attention, whose mask sdpa may leave implicit, stays sdpa's."""
+    causal = kwargs.get("is_causal") or getattr(module, "is_causal", True)
+    if dropout == 0 or query.device.type != "cpu" or causal:
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
     scaling = query.size(-1) ** -0.5 if scaling is None else scaling

@@ -108,7 +108,7 @@ def test_bf16_trains_and_evaluates_on_a_cpu(project, tiny_params):
 
 def test_mid_run_evaluations_batch_pairs_of_similar_length(project, tiny_params, tmp_path):
     # With group_by_length, Trainer would regroup the evaluation sets like train batches,
-    # padding each batch to far more tokens than its pairs have (seen: evaluations 1.6x slower).
+    # padding each batch to far more tokens than its pairs have (seen: evaluations 1.4x slower).
     write_params(project, tiny_params, group_by_length=True, eval_batch_size=4)
     for stage in (download, tokenize):
         stage.main()
