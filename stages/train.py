@@ -30,6 +30,7 @@ from transformers import (
 from stages.common import PipelineError, atomic_output, run_stage, write_json
 from stages.data import load_tokenized, sorted_by_length
 from stages.fast_dropout import use_fast_cpu_dropout
+from stages.first_token_head import compute_last_layer_for_first_token_only
 from stages.model import device_arguments, load_classifier, load_tokenizer
 from stages.scores import compute_metrics
 from stages.params import load_params
@@ -192,6 +193,7 @@ def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark)."""
     args = training_arguments(params, output_dir, evaluate=bool(evaluation_sets))
     use_fast_cpu_dropout(model)
+    compute_last_layer_for_first_token_only(model)
     # Early stopping is on exactly when the arguments keep the best model.
     callbacks = []
     if args.load_best_model_at_end:
