@@ -31,11 +31,11 @@ def compute_last_layer_for_first_token_only(model):
     return True
 
 
-def _first_token_forward(layer, hidden_states, attention_mask=None, *args, encoder_attention_mask=None,
-                         cache=None, **kwargs):
-    """BertLayer.forward for an encoder, returning the first token's output only."""
+def _first_token_forward(layer, hidden_states, attention_mask=None, encoder_hidden_states=None,
+                         encoder_attention_mask=None, cache=None, **kwargs):
+    """BertLayer.forward of an encoder (no cross-attention, no cache), for the first token."""
     self_attention = layer.attention.self
-    batch, length, _ = hidden_states.shape
+    batch = hidden_states.shape[0]
     heads_shape = (batch, -1, self_attention.num_attention_heads, self_attention.attention_head_size)
     first_token = hidden_states[:, :1]
     query = self_attention.query(first_token).view(heads_shape).transpose(1, 2)
