@@ -69,6 +69,19 @@ def tiny_model_dir(tmp_path_factory):
     return model_dir
 
 
+# Attention dropout this small keeps every element, yet sends a training forward through the
+# fast CPU dropout's own attention (stages/fast_dropout.py) rather than PyTorch's sdpa.
+NOTHING_DROPPED = {"attention_probs_dropout_prob": 1e-9, "hidden_dropout_prob": 0.0}
+
+
+def padded_tiny_batch():
+    """Three pairs for the tiny BERT, two of them padded, with labels."""
+    import torch
+
+    input_ids = torch.tensor([[2, 7, 8, 9, 10, 3], [2, 11, 12, 3, 0, 0], [2, 13, 3, 0, 0, 0]])
+    return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long(), "labels": torch.tensor([1, 0, 1])}
+
+
 @pytest.fixture(scope="session")
 def glue_parquet_dir(tmp_path_factory):
     return write_parquet_layout(tmp_path_factory.mktemp("glue-parquet"))

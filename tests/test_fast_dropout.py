@@ -6,6 +6,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from stages.fast_dropout import cpu_dropout, use_fast_cpu_dropout
+from tests.conftest import NOTHING_DROPPED, padded_tiny_batch
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -28,30 +29,24 @@ def test_masks_follow_the_torch_seed():
     assert not torch.equal(cpu_dropout(inputs, 0.1), first)
 
 
-def padded_batch():
-    input_ids = torch.tensor([[2, 7, 8, 9, 10, 3], [2, 11, 12, 3, 0, 0]])
-    return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
-
-
 def test_predictions_and_saved_model_unchanged(tiny_model_dir, tmp_path):
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).eval()
     with torch.no_grad():
-        before = model(**padded_batch()).logits
+        before = model(**padded_tiny_batch()).logits
         use_fast_cpu_dropout(model)
-        assert torch.equal(model(**padded_batch()).logits, before)
+        assert torch.equal(model(**padded_tiny_batch()).logits, before)
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     assert reloaded.config._attn_implementation == "sdpa"
     with torch.no_grad():
-        assert torch.equal(reloaded(**padded_batch()).logits, before)
+        assert torch.equal(reloaded(**padded_tiny_batch()).logits, before)
 
 
 def test_training_attention_with_nothing_dropped_equals_transformers_attention(tiny_model_dir):
-    # Attention dropout this small keeps every element, so the training path of the fast
-    # attention must give what transformers' own attention gives, padding included.
-    nearly_no_dropout = {"attention_probs_dropout_prob": 1e-9, "hidden_dropout_prob": 0.0}
-    reference = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, **nearly_no_dropout).train()
-    fast = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, **nearly_no_dropout).train()
+    # Nothing is dropped, so the training path of the fast attention must give what
+    # transformers' own attention gives, padding included.
+    reference = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, **NOTHING_DROPPED).train()
+    fast = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, **NOTHING_DROPPED).train()
     use_fast_cpu_dropout(fast)
     assert fast.config._attn_implementation != reference.config._attn_implementation
-    assert torch.allclose(fast(**padded_batch()).logits, reference(**padded_batch()).logits, atol=1e-6)
+    assert torch.allclose(fast(**padded_tiny_batch()).logits, reference(**padded_tiny_batch()).logits, atol=1e-6)
