@@ -79,7 +79,7 @@ def train_stage_run(params, train_split, validation_split, tokenized, tokenizer,
         params = dataclasses.replace(params, seed=seed, max_steps=pairs // params.train_batch_size)
         evaluation_sets = None
     set_seed(seed)
-    model = load_classifier(params.checkpoint)
+    model = load_classifier(params.checkpoint, dropout=params.dropout)
     with tempfile.TemporaryDirectory(prefix="bench-") as output_dir:
         trainer = train_stage.build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir)
         started = time.perf_counter()

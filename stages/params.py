@@ -31,6 +31,7 @@ class Params:
     train_batch_size: int
     eval_batch_size: int
     weight_decay: float
+    dropout: float
     warmup_ratio: float
     lr_scheduler: str
     precision: str
@@ -130,6 +131,7 @@ def _check_ranges(source, params):
     require(params.train_batch_size > 0, "train_batch_size", "must be > 0")
     require(params.eval_batch_size > 0, "eval_batch_size", "must be > 0")
     require(params.weight_decay >= 0, "weight_decay", "must be >= 0")
+    require(0 <= params.dropout < 1, "dropout", "must be in [0, 1)")
     require(0 <= params.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
     require(params.eval_steps > 0, "eval_steps", "must be > 0")
     require(params.logging_steps > 0, "logging_steps", "must be > 0")

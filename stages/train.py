@@ -258,7 +258,7 @@ def main():
     set_seed(params.seed)
     tokenizer = load_tokenizer(params.checkpoint)
     tokenized = load_tokenized()
-    model = load_classifier(params.checkpoint)
+    model = load_classifier(params.checkpoint, dropout=params.dropout)
     trainer = build_trainer(params, model, tokenizer, tokenized["train"].remove_columns("idx"),
                             evaluation_sets(tokenized), str(CHECKPOINT_DIR))
     main_process = trainer.is_world_process_zero()

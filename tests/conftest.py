@@ -69,8 +69,9 @@ def tiny_model_dir(tmp_path_factory):
     return model_dir
 
 
-# Attention dropout this small keeps every element, yet sends a training forward through the
-# fast CPU dropout's own attention (stages/fast_dropout.py) rather than PyTorch's sdpa.
+# Attention dropout this small keeps every element, yet a training forward draws and applies
+# the fast CPU dropout's masks in attention (stages/fast_dropout.py): comparable exactly with
+# transformers' own attention.
 NOTHING_DROPPED = {"attention_probs_dropout_prob": 1e-9, "hidden_dropout_prob": 0.0}
 
 
@@ -91,8 +92,9 @@ def glue_parquet_dir(tmp_path_factory):
 def tiny_params(tiny_model_dir):
     """params.yaml with every key, shrunk so a whole pipeline runs in seconds."""
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    # With dropout, so that the tests see its random masks (seeds, resumed runs).
     params.update(checkpoint=str(tiny_model_dir), max_length=32, epochs=2, train_batch_size=8, eval_batch_size=16,
-                  eval_steps=4, logging_steps=2, precision="fp32", lr=1e-3)
+                  eval_steps=4, logging_steps=2, precision="fp32", lr=1e-3, dropout=0.1)
     return params
 
 

@@ -40,6 +40,7 @@ BAD_PARAMS = [
     ("batch-fraction", changed(train_batch_size=8.5), "train_batch_size must be an integer, got 8.5"),
     ("eval-batch-negative", changed(eval_batch_size=-4), "eval_batch_size must be > 0, got -4"),
     ("max-steps-zero", changed(max_steps=0), "max_steps must be -1 (all epochs) or > 0, got 0"),
+    ("dropout-one", changed(dropout=1), "dropout must be in [0, 1), got 1.0"),
     ("warmup-one", changed(warmup_ratio=1.5), "warmup_ratio must be in [0, 1), got 1.5"),
     ("precision", changed(precision="fp8"), "precision must be one of auto, fp32, bf16, fp16, got 'fp8'"),
     ("scheduler", changed(lr_scheduler="exponential"),

@@ -4,13 +4,14 @@ import csv
 import json
 
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification
 
 from stages import diagnose, download, evaluate, plot, tokenize, train
 from stages.data import load_tokenized
 from stages.model import load_classifier, load_tokenizer
 from stages.params import load_params
-from tests.conftest import SPLIT_ROWS, write_params
+from tests.conftest import SPLIT_ROWS, padded_tiny_batch, write_params
 
 
 def read_csv(path):
@@ -49,6 +50,14 @@ def test_train_saves_model_history_and_metrics(trained_project, tiny_params):
     train_metrics = json.loads((trained_project / "metrics" / "train.json").read_text())
     assert train_metrics["trained_steps"] == 12 and train_metrics["stopped_early"] is False
     assert train_metrics["saved_model_step"] == 12
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_dropout_param_replaces_the_checkpoints_dropout(tiny_model_dir, dropout):
+    model = load_classifier(str(tiny_model_dir), dropout=dropout).train()
+    assert model.config.hidden_dropout_prob == model.config.attention_probs_dropout_prob == dropout
+    first, second = (model(**padded_tiny_batch()).logits for _ in range(2))
+    assert torch.equal(first, second) == (dropout == 0)
 
 
 def test_evaluate_scores_validation_and_test_per_example(trained_project):
@@ -115,7 +124,8 @@ def test_mid_run_evaluations_batch_pairs_of_similar_length(project, tiny_params,
     params = load_params()
     tokenized = load_tokenized()
     evaluation_sets = train.evaluation_sets(tokenized)
-    trainer = train.build_trainer(params, load_classifier(params.checkpoint), load_tokenizer(params.checkpoint),
+    model = load_classifier(params.checkpoint, dropout=params.dropout)
+    trainer = train.build_trainer(params, model, load_tokenizer(params.checkpoint),
                                   tokenized["train"].remove_columns("idx"), evaluation_sets, str(tmp_path / "out"))
     for evaluation_set in evaluation_sets.values():
         widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader(evaluation_set)]
