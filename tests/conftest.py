@@ -92,9 +92,10 @@ def glue_parquet_dir(tmp_path_factory):
 def tiny_params(tiny_model_dir):
     """params.yaml with every key, shrunk so a whole pipeline runs in seconds."""
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
-    # With dropout, so that the tests see its random masks (seeds, resumed runs).
+    # With dropout, so that the tests see its random masks (seeds, resumed runs); no
+    # checkpoint in a run of a dozen steps unless a test asks for them.
     params.update(checkpoint=str(tiny_model_dir), max_length=32, epochs=2, train_batch_size=8, eval_batch_size=16,
-                  eval_steps=4, logging_steps=2, precision="fp32", lr=1e-3, dropout=0.1)
+                  eval_steps=4, logging_steps=2, precision="fp32", lr=1e-3, dropout=0.1, save_steps=100)
     return params
 
 

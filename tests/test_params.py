@@ -6,7 +6,7 @@ from tests.conftest import PROJECT_ROOT, run_stage_process, write_params
 
 def test_project_params_file_is_valid():
     params = load_params(PROJECT_ROOT / "params.yaml")
-    assert params.lr == 7e-5
+    assert params.lr == 1e-4
     assert params.checkpoint == "sentence-transformers/all-MiniLM-L6-v2"
 
 

@@ -35,7 +35,7 @@ def test_real_pipeline_on_the_mirror_with_the_default_model(tmp_path):
     train_metrics = json.loads((root / "metrics" / "train.json").read_text())
     assert train_metrics["trained_steps"] == 40
     evaluation = json.loads((root / "metrics" / "evaluation.json").read_text())
-    # 40 steps of 8 pairs already beat chance; the full run's figures are in README.md.
+    # 40 steps (of train_batch_size pairs) already beat chance; the full run's figures are in README.md.
     assert evaluation["validation_accuracy"] > 0.5 and evaluation["test_accuracy"] > 0.5
     assert len((root / "metrics" / "predictions" / "test.csv").read_text().splitlines()) == MRPC_ROWS["test"] + 1
     assert (root / "metrics" / "report" / "loss.png").is_file()
