@@ -6,8 +6,10 @@ attention sends PyTorch's fused attention to its unfused math path, slower than 
 attention (batch 32: 53 against 60 pairs/s, measured). Here each element takes 16 bits of
 a 64-bit draw and is dropped when they fall below p * 2**16: Bernoulli(p) masks to within
 2**-17 in p, from the same seeded torch generator (runs stay reproducible, and a resumed
-run restores it with the checkpoint), at about a third of the cost (measured). On a GPU
-the model keeps PyTorch's own dropout and fused attention, which are fast there.
+run restores it with the checkpoint), at about a third of the cost (measured). Training
+on a CPU takes plain attention with or without dropout: without it, the fused kernels were
+slower still (see `_attention`). On a GPU the model keeps PyTorch's own dropout and fused
+attention, which are fast there.
 """
 
 import torch
@@ -20,9 +22,10 @@ ATTENTION = "sdpa_fast_cpu_dropout"
 
 
 def use_fast_cpu_dropout(model):
-    """Switch `model`'s dropout layers, and its attention where it uses PyTorch's fused
-    (sdpa) attention, to the fast masks. Nothing of it is saved with the model: dropout has
-    no weights and a saved config names no attention, so any program loads it as before."""
+    """Switch `model`'s dropout layers to the fast masks, and its attention, where it uses
+    PyTorch's fused (sdpa) attention, to plain attention with them while training on a CPU.
+    Nothing of it is saved with the model: dropout has no weights and a saved config names no
+    attention, so any program loads it as before."""
     for parent in model.modules():
         for name, child in parent.named_children():
             if type(child) is nn.Dropout:
