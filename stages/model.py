@@ -30,19 +30,18 @@ def load_tokenizer(checkpoint):
 def load_classifier(checkpoint, dropout=None):
     """The checkpoint with a fresh MRPC head; `dropout`, if given, replaces every dropout
     probability of its config (their names differ between model families)."""
-    dropout_overrides = {}
-    if dropout is not None:
-        config = _from_pretrained(AutoConfig, checkpoint)
-        dropout_overrides = {name: dropout for name, value in config.to_dict().items()
-                             if "dropout" in name and type(value) in (int, float)}
-    return _from_pretrained(
-        AutoModelForSequenceClassification,
+    config = _from_pretrained(
+        AutoConfig,
         checkpoint,
         num_labels=len(LABEL_NAMES),
         id2label=dict(enumerate(LABEL_NAMES)),
         label2id={name: label for label, name in enumerate(LABEL_NAMES)},
-        **dropout_overrides,
     )
+    if dropout is not None:
+        for name, value in config.to_dict().items():
+            if "dropout" in name and type(value) in (int, float):
+                setattr(config, name, dropout)
+    return _from_pretrained(AutoModelForSequenceClassification, checkpoint, config=config)
 
 
 def _from_pretrained(auto_class, checkpoint, **kwargs):
