@@ -134,7 +134,8 @@ def main():
     params = load_params()
     load_tokenized()  # here first, for its error if `dvc repro tokenize` has not run
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {params.checkpoint}; "
-          f"stage params: precision {params.precision}, batch {params.train_batch_size}, "
+          f"stage params: precision {params.precision}, batch {params.train_batch_size}, lr {params.lr}, "
+          f"dropout {params.dropout}, freeze_embeddings {params.freeze_embeddings}, "
           f"group_by_length {params.group_by_length}")
 
     rows = []

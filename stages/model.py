@@ -44,6 +44,17 @@ def load_classifier(checkpoint, dropout=None):
     return _from_pretrained(AutoModelForSequenceClassification, checkpoint, config=config)
 
 
+def freeze_embeddings(model):
+    """Keep `model`'s embedding layer as the checkpoint has it: no gradient, no optimizer state.
+
+    Encoders keep theirs (token, position and segment embeddings, layer norm) in
+    `base_model.embeddings`; for a model without one, its input (token) embeddings."""
+    embeddings = getattr(model.base_model, "embeddings", None)
+    if not isinstance(embeddings, torch.nn.Module):
+        embeddings = model.get_input_embeddings()
+    embeddings.requires_grad_(False)
+
+
 def _from_pretrained(auto_class, checkpoint, **kwargs):
     try:
         return auto_class.from_pretrained(resolve_checkpoint(checkpoint), **kwargs)

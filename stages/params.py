@@ -32,6 +32,7 @@ class Params:
     eval_batch_size: int
     weight_decay: float
     dropout: float
+    freeze_embeddings: bool
     warmup_ratio: float
     lr_scheduler: str
     precision: str

@@ -31,7 +31,7 @@ from stages.common import PipelineError, atomic_output, run_stage, write_json
 from stages.data import load_tokenized, sorted_by_length
 from stages.fast_dropout import use_fast_cpu_dropout
 from stages.first_token_head import compute_last_layer_for_first_token_only
-from stages.model import device_arguments, load_classifier, load_tokenizer
+from stages.model import device_arguments, freeze_embeddings, load_classifier, load_tokenizer
 from stages.scores import compute_metrics
 from stages.params import load_params
 from stages.paths import (
@@ -192,6 +192,8 @@ def _per_process_batch_size(train_batch_size):
 def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark)."""
     args = training_arguments(params, output_dir, evaluate=bool(evaluation_sets))
+    if params.freeze_embeddings:
+        freeze_embeddings(model)  # before Trainer makes its optimizer, which takes trainable weights only
     use_fast_cpu_dropout(model)
     compute_last_layer_for_first_token_only(model)
     # Early stopping is on exactly when the arguments keep the best model.

@@ -5,11 +5,11 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from stages import diagnose, download, evaluate, plot, tokenize, train
 from stages.data import load_tokenized
-from stages.model import load_classifier, load_tokenizer
+from stages.model import freeze_embeddings, load_classifier, load_tokenizer
 from stages.params import load_params
 from tests.conftest import SPLIT_ROWS, padded_tiny_batch, write_params
 
@@ -58,6 +58,28 @@ def test_dropout_param_replaces_the_checkpoints_dropout(tiny_model_dir, dropout)
     assert model.config.hidden_dropout_prob == model.config.attention_probs_dropout_prob == dropout
     first, second = (model(**padded_tiny_batch()).logits for _ in range(2))
     assert torch.equal(first, second) == (dropout == 0)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_embeddings_param_keeps_the_checkpoints_embedding_layer(project, tiny_params, tiny_model_dir, freeze):
+    write_params(project, tiny_params, freeze_embeddings=freeze, epochs=1)
+    for stage in (download, tokenize, train):
+        stage.main()
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(project / "models").state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    embedding_layer = {name for name in before if name.startswith("bert.embeddings.")}
+    assert embedding_layer  # token, position, segment embeddings and their layer norm
+    assert changed & embedding_layer == (set() if freeze else embedding_layer)
+    assert {name for name in before if name.startswith("bert.encoder.")} <= changed
+
+
+def test_freeze_embeddings_of_a_model_without_an_embedding_layer_freezes_its_token_embeddings():
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32, num_labels=2)
+    model = GPT2ForSequenceClassification(config)
+    freeze_embeddings(model)
+    frozen = {name for name, weight in model.named_parameters() if not weight.requires_grad}
+    assert frozen == {"transformer.wte.weight"}
 
 
 def test_evaluate_scores_validation_and_test_per_example(trained_project):
