@@ -7,22 +7,39 @@ ifdef GLUE_DIR
 export GLUE_DIR := $(abspath $(GLUE_DIR))
 endif
 
-.PHONY: install run test smoke
+.PHONY: install run test smoke lint lock
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The exact versions of requirements.lock, so a fresh clone runs the very library code that
+# produced the committed metrics; the project itself is installed editable, without deps.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
 	# torch first and exactly: it is the CPU build; the rest then finds it satisfied.
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e ".[test]"
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
+
+# Re-resolve pyproject.toml's ranges to the newest versions they allow; commit the result
+# with the dvc.lock and metrics of a run on it.
+lock:
+	python3 -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet pip-tools
+	$(VENV)-lock/bin/pip-compile --quiet --extra test --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
+	# torch's local build tag (+cpu) names one index; `make install` picks the CPU build itself.
+	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.lock
+	rm -rf $(VENV)-lock
 
 run: install
 	dvc repro
 
 test: install
 	pytest
+
+lint: install
+	ruff check .
 
 # The real pipeline on the real MRPC mirror for a few dozen steps (CI runs it after `make test`).
 smoke: install

@@ -2,10 +2,11 @@
 
 import time
 
-from stages.common import atomic_output, run_stage, write_json
-from stages.data import has_labels, load_mrpc, sha256
-from stages.params import load_params
-from stages.paths import PROVENANCE_FILE, RAW_DIR, raw_split_file
+from finetune.data import has_labels, load_mrpc, sha256
+from finetune.errors import run_stage
+from finetune.outputs import atomic_output, write_json
+from finetune.params import load_params
+from finetune.paths import PROVENANCE_FILE, RAW_DIR, raw_split_file
 
 
 def main():

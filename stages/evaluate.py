@@ -6,7 +6,6 @@ plus one CSV row per example for confusion matrices. A split without labels (GLU
 own test.tsv) gets predictions but no metrics.
 """
 
-import csv
 import tempfile
 import time
 
@@ -14,12 +13,13 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from stages.common import PipelineError, atomic_output, run_stage, write_json
-from stages.data import NO_LABEL, load_tokenized, sorted_by_length
-from stages.model import device_arguments, load_classifier, load_tokenizer
-from stages.params import load_params
-from stages.scores import bootstrap_intervals, example_losses, mrpc_metrics
-from stages.paths import EVALUATED_SPLITS, EVALUATION_METRICS_FILE, MODEL_DIR, predictions_file
+from finetune.data import NO_LABEL, load_tokenized, sorted_by_length
+from finetune.errors import PipelineError, run_stage
+from finetune.models import device_arguments, load_classifier, load_tokenizer
+from finetune.outputs import write_csv, write_json
+from finetune.params import load_params
+from finetune.paths import EVALUATED_SPLITS, EVALUATION_METRICS_FILE, MODEL_DIR, predictions_file
+from finetune.scores import bootstrap_intervals, example_losses, mrpc_metrics
 
 
 def main():
@@ -85,12 +85,9 @@ def _scores(split, logits, predictions, labels, params):
 
 
 def _write_predictions(split, indices, labels, predictions, probabilities):
-    with atomic_output(predictions_file(split)) as staging:
-        with open(staging, "w", newline="") as predictions_csv:
-            writer = csv.writer(predictions_csv)
-            writer.writerow(["idx", "label", "prediction", "probability_equivalent"])
-            for row in zip(indices, labels.tolist(), predictions.tolist(), probabilities.tolist()):
-                writer.writerow([row[0], row[1], row[2], f"{row[3]:.6f}"])
+    rows = [[index, label, prediction, f"{probability:.6f}"] for index, label, prediction, probability
+            in zip(indices, labels.tolist(), predictions.tolist(), probabilities.tolist(), strict=True)]
+    write_csv(predictions_file(split), ["idx", "label", "prediction", "probability_equivalent"], rows)
 
 
 if __name__ == "__main__":

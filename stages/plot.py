@@ -6,7 +6,6 @@ that differ from the committed params.yaml. `dvc plots show` draws the same curv
 the CSVs (see `plots:` in dvc.yaml); the report is for reading one run without DVC.
 """
 
-import csv
 import json
 import subprocess
 import time
@@ -17,10 +16,12 @@ matplotlib.use("Agg")  # files only, never a window: stages run headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stages.common import PipelineError, atomic_output, run_stage  # noqa: E402
-from stages.data import LABEL_NAMES, NO_LABEL  # noqa: E402
-from stages.params import read_yaml  # noqa: E402
-from stages.paths import (  # noqa: E402
+from finetune.data import LABEL_NAMES, NO_LABEL  # noqa: E402
+from finetune.diagnosis import REMEDIES, explanation  # noqa: E402
+from finetune.errors import PipelineError, run_stage  # noqa: E402
+from finetune.outputs import atomic_output, read_csv  # noqa: E402
+from finetune.params import load_params, read_yaml  # noqa: E402
+from finetune.paths import (  # noqa: E402
     DIAGNOSIS_FILE,
     EVALUATED_SPLITS,
     EVALUATION_HISTORY_FILE,
@@ -44,6 +45,7 @@ CURVES = {  # file name -> (title, y label, [(history, column, label)])
 
 
 def main():
+    params = load_params()
     started = time.perf_counter()
     histories = {"train": _read_csv(TRAIN_HISTORY_FILE), "evaluations": _read_csv(EVALUATION_HISTORY_FILE)}
     diagnosis = json.loads(DIAGNOSIS_FILE.read_text())
@@ -58,15 +60,15 @@ def main():
             if all(int(row["label"]) != NO_LABEL for row in predictions):
                 confusion_files.append(f"confusion_{split}.png")
                 _plot_confusion(predictions, split, staging / confusion_files[-1])
-        (staging / "report.md").write_text(_report(diagnosis, confusion_files))
+        (staging / "report.md").write_text(_report(diagnosis, explanation(diagnosis, params), confusion_files))
         written = sorted(path.name for path in staging.iterdir())
     print(f"plot: {', '.join(written)} -> {REPORT_DIR}/ in {time.perf_counter() - started:.1f}s")
 
 
-def _report(diagnosis, confusion_files):
+def _report(diagnosis, verdict_sentence, confusion_files):
     metrics = json.loads(EVALUATION_METRICS_FILE.read_text())
-    lines = ["# Training report", "", f"**Verdict: {diagnosis['explanation']}.**", "",
-             f"Suggested remedies: {diagnosis['remedies']}.", "", "## Final metrics", "",
+    lines = ["# Training report", "", f"**Verdict: {verdict_sentence}.**", "",
+             f"Suggested remedies: {REMEDIES[diagnosis['verdict']]}.", "", "## Final metrics", "",
              "| metric | value | 95% interval |", "|---|---|---|"]
     for key, value in metrics.items():
         if not key.endswith(("_ci_low", "_ci_high")):
@@ -96,8 +98,7 @@ def _changed_params():
 def _read_csv(path):
     if not path.is_file():
         raise PipelineError(f"{path} not found: run `dvc repro train evaluate` first")
-    with open(path, newline="") as csv_file:
-        return list(csv.DictReader(csv_file))
+    return read_csv(path)
 
 
 def _column(rows, name):

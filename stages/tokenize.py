@@ -4,13 +4,18 @@ Truncated to `max_length` and left unpadded: batches are padded to their own lon
 pair at training time (dynamic padding), which is much cheaper than padding to max_length.
 """
 
+import hashlib
+import json
 import time
 
-from stages.common import PipelineError, atomic_output, run_stage
-from stages.data import load_raw_splits
-from stages.model import load_tokenizer
-from stages.params import load_params
-from stages.paths import TOKENIZED_DIR
+import datasets
+
+from finetune.data import load_raw_splits, sha256
+from finetune.errors import PipelineError, run_stage
+from finetune.models import load_tokenizer
+from finetune.outputs import atomic_output
+from finetune.params import load_params
+from finetune.paths import TOKENIZED_DIR, raw_split_file
 
 
 def main():
@@ -27,8 +32,11 @@ def main():
     def tokenize_pairs(batch):
         return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=params.max_length)
 
-    tokenized = raw_splits.map(tokenize_pairs, batched=True, remove_columns=["sentence1", "sentence2"])
-    tokenized = tokenized.rename_column("label", "labels")
+    tokenized = datasets.DatasetDict({
+        split: split_data.map(tokenize_pairs, batched=True, remove_columns=["sentence1", "sentence2"],
+                              new_fingerprint=_fingerprint(params, split))
+        for split, split_data in raw_splits.items()
+    }).rename_column("label", "labels")
     with atomic_output(TOKENIZED_DIR) as staging:
         tokenized.save_to_disk(str(staging))
 
@@ -39,6 +47,15 @@ def main():
         f"tokens, {truncated} at max_length {params.max_length} -> {TOKENIZED_DIR}/ "
         f"in {time.perf_counter() - started:.1f}s"
     )
+
+
+def _fingerprint(params, split):
+    """The tokenized split's `datasets` fingerprint (saved in its state.json), from the stage's
+    declared inputs only. datasets' own hashes the map function's closure, which holds the
+    tokenizer's install path and every param: another clone, venv or train-only param gave
+    another data/tokenized hash, and so re-ran train for nothing."""
+    inputs = [params.checkpoint, params.max_length, sha256(raw_split_file(split))]
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ def copy_project(destination):
     destination.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(PROJECT_ROOT / name, destination / name)
-    shutil.copytree(PROJECT_ROOT / "stages", destination / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("stages", "finetune"):
+        shutil.copytree(PROJECT_ROOT / package, destination / package, ignore=shutil.ignore_patterns("__pycache__"))
     (destination / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
         shutil.copy(PROJECT_ROOT / ".dvc" / name, destination / ".dvc" / name)

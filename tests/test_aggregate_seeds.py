@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from stages.aggregate_seeds import format_table, group_by_params
-from stages.params import load_params
+from finetune.aggregate_seeds import format_table, group_by_params
+from finetune.params import load_params
 from tests.conftest import PROJECT_ROOT
 
 

@@ -7,8 +7,8 @@ import re
 import pytest
 import yaml
 
+from finetune.errors import run_stage
 from stages import download, tokenize
-from stages.common import run_stage
 from tests.conftest import SPLIT_ROWS, synthetic_pairs, write_params, write_parquet_layout, write_tsv_layout
 
 

@@ -4,8 +4,8 @@ import datasets
 import pandas as pd
 import pytest
 
+from finetune.errors import PipelineError
 from stages import download
-from stages.common import PipelineError
 from tests.conftest import SPLIT_ROWS, run_stage_process, synthetic_pairs, write_tsv_layout
 
 

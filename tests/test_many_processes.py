@@ -81,7 +81,7 @@ def test_two_processes_train_and_evaluate_as_one(tmp_path, tiny_params, glue_par
     for history in ("train.csv", "evaluations.csv"):
         rows = {run: numbers(read_csv(run / "metrics" / "history" / history)) for run in (one, two)}
         assert len(rows[two]) == len(rows[one])
-        for row_two, row_one in zip(rows[two], rows[one]):
+        for row_two, row_one in zip(rows[two], rows[one], strict=True):
             assert row_two == pytest.approx(row_one, abs=TOLERANCE), history
 
     evaluation = {run: json.loads((run / "metrics" / "evaluation.json").read_text()) for run in (one, two)}

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from stages.scores import mrpc_metrics
+from finetune.scores import mrpc_metrics
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -22,7 +22,7 @@ def test_f1_without_any_positive_is_zero_like_scikit_learn():
 
 
 def test_bootstrap_intervals_match_a_scikit_learn_reference():
-    from stages.scores import bootstrap_intervals
+    from finetune.scores import bootstrap_intervals
 
     generator = np.random.default_rng(7)
     references = generator.integers(0, 2, size=60)
@@ -44,7 +44,7 @@ def test_bootstrap_intervals_match_a_scikit_learn_reference():
 def test_bootstrap_intervals_are_stable_to_the_third_decimal_with_the_default_resamples():
     import yaml
 
-    from stages.scores import bootstrap_intervals
+    from finetune.scores import bootstrap_intervals
     from tests.conftest import PROJECT_ROOT
 
     resamples = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["bootstrap_resamples"]

@@ -1,6 +1,6 @@
 import yaml
 
-from stages.params import load_params
+from finetune.params import load_params
 from tests.conftest import PROJECT_ROOT, run_stage_process, write_params
 
 

@@ -101,7 +101,7 @@ def test_queued_seed_sweep_reuses_cached_data_and_aggregates(repo):
         assert "Stage 'download' didn't change, skipping" in log and "Stage 'tokenize' didn't change, skipping" in log
         assert ran_stages(log) == ["train", "evaluate", "diagnose", "plot"]
 
-    table = run(sys.executable, "-m", "stages.aggregate_seeds", "--plot", "seeds.png")
+    table = run(sys.executable, "-m", "finetune.aggregate_seeds", "--plot", "seeds.png")
     by_lr = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith(("0.001", "1e-05"))}
     assert by_lr["0.001"][1:3] == ["3", "1,2,42"] and "±" in table
     assert by_lr["1e-05"][1:3] == ["1", "42"]

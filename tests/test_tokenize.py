@@ -1,7 +1,11 @@
+import shutil
+import subprocess
+
 import datasets
+import yaml
 
 from stages import download, tokenize
-from tests.conftest import SPLIT_ROWS, run_stage_process, write_params
+from tests.conftest import SPLIT_ROWS, copy_project, dvc_environment, run_stage_process, write_params
 
 
 def test_pairs_are_truncated_and_left_unpadded(project, tiny_params):
@@ -34,3 +38,21 @@ def test_unknown_checkpoint_is_a_clear_error(project, tiny_params):
     assert result.stderr.startswith(f"error: checkpoint '{project / 'no-such-model'}': not a model folder")
     assert result.stderr.count("\n") == 1
     assert not (project / "data" / "tokenized").exists()
+
+
+def test_tokenized_data_has_one_dvc_hash_whatever_the_clone(tmp_path, tiny_params, tiny_model_dir, glue_parquet_dir):
+    # Two clones at other paths, each with its own copy of the checkpoint (as another venv
+    # installs it elsewhere), and a train-only param changed: tokenize's output is the same
+    # data, so DVC must record the same hash (else train re-runs for nothing in every clone).
+    env = dvc_environment(glue_parquet_dir)
+    hashes = []
+    for clone, max_steps in (("first-clone", -1), ("second/clone", 7)):
+        root = copy_project(tmp_path / clone)
+        shutil.copytree(tiny_model_dir, root / "checkpoint")
+        write_params(root, tiny_params, checkpoint="checkpoint", max_steps=max_steps)
+        for command in (["git", "init", "-q"], ["dvc", "repro", "tokenize"]):
+            result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, result.stdout + result.stderr
+        lock = yaml.safe_load((root / "dvc.lock").read_text())
+        hashes.append({out["path"]: out["md5"] for out in lock["stages"]["tokenize"]["outs"]})
+    assert hashes[0] == hashes[1]

@@ -7,10 +7,12 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
+from finetune.data import load_tokenized
+from finetune.diagnosis import REMEDIES, explanation
+from finetune.models import freeze_embeddings, load_classifier, load_tokenizer
+from finetune.params import load_params
+from finetune.training import build_trainer, evaluation_sets
 from stages import diagnose, download, evaluate, plot, tokenize, train
-from stages.data import load_tokenized
-from stages.model import freeze_embeddings, load_classifier, load_tokenizer
-from stages.params import load_params
 from tests.conftest import SPLIT_ROWS, padded_tiny_batch, write_params
 
 
@@ -107,7 +109,9 @@ def test_plot_writes_a_report_with_curves_verdict_and_changed_params(trained_pro
     assert all((report_dir / name).read_bytes()[:4] == b"\x89PNG" for name in images)
     report = (report_dir / "report.md").read_text()
     diagnosis = json.loads((trained_project / "metrics" / "diagnosis.json").read_text())
-    assert f"**Verdict: {diagnosis['explanation']}.**" in report
+    params = load_params(trained_project / "params.yaml")
+    assert f"**Verdict: {explanation(diagnosis, params)}.**" in report
+    assert f"Suggested remedies: {REMEDIES[diagnosis['verdict']]}." in report
     assert "| validation_accuracy |" in report
     assert all(f"![{name}]({name})" in report for name in images)
     assert "(no Git commit to compare with)" in report  # the test project is not a Git repository
@@ -145,10 +149,24 @@ def test_mid_run_evaluations_batch_pairs_of_similar_length(project, tiny_params,
         stage.main()
     params = load_params()
     tokenized = load_tokenized()
-    evaluation_sets = train.evaluation_sets(tokenized)
+    sets = evaluation_sets(tokenized)
     model = load_classifier(params.checkpoint, dropout=params.dropout)
-    trainer = train.build_trainer(params, model, load_tokenizer(params.checkpoint),
-                                  tokenized["train"].remove_columns("idx"), evaluation_sets, str(tmp_path / "out"))
-    for evaluation_set in evaluation_sets.values():
+    trainer, _ = build_trainer(params, model, load_tokenizer(params.checkpoint),
+                               tokenized["train"].remove_columns("idx"), sets, str(tmp_path / "out"))
+    for evaluation_set in sets.values():
         widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader(evaluation_set)]
         assert len(widths) == 4 and widths == sorted(widths) and widths[0] < widths[-1]
+
+
+@pytest.mark.parametrize("cpu_speedups", [True, False])
+def test_train_says_which_cpu_speedups_it_applied(project, tiny_params, capsys, cpu_speedups):
+    write_params(project, tiny_params, cpu_speedups=cpu_speedups, epochs=1)
+    for stage in (download, tokenize, train):
+        stage.main()
+    output = capsys.readouterr().out
+    if cpu_speedups:
+        assert ("train: CPU speed-ups applied: glibc keeps freed memory, fast dropout masks, plain attention in "
+                "training, last layer for [CLS] only; skipped: none") in output
+    else:
+        assert "train: CPU speed-ups off (cpu_speedups: false)" in output
+    assert json.loads((project / "metrics" / "train.json").read_text())["trained_steps"] == 6

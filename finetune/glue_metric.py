@@ -1,12 +1,14 @@
 """GLUE MRPC metric (accuracy and F1 of the "equivalent" class) as an `evaluate` module.
 
 `evaluate.load("glue", "mrpc")` fetches its script from the Hub; this file is the same
-metric kept in the project so it loads offline: `evaluate.load("stages/mrpc_metric.py")`.
+metric kept in the project so it loads offline: `evaluate.load("finetune/glue_metric.py")`.
+The arithmetic is `finetune.scores.accuracy_and_f1`, shared with the bootstrap.
 """
 
 import datasets
 import evaluate
-import numpy as np
+
+from finetune.scores import accuracy_and_f1
 
 
 class MrpcMetric(evaluate.Metric):
@@ -21,12 +23,5 @@ class MrpcMetric(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
-        predictions = np.asarray(predictions)
-        references = np.asarray(references)
-        true_positives = int(np.sum((predictions == 1) & (references == 1)))
-        false_positives = int(np.sum((predictions == 1) & (references == 0)))
-        false_negatives = int(np.sum((predictions == 0) & (references == 1)))
-        # sklearn's convention: F1 is 0.0, not NaN, when there is no positive at all.
-        f1_denominator = 2 * true_positives + false_positives + false_negatives
-        f1 = 2 * true_positives / f1_denominator if f1_denominator else 0.0
-        return {"accuracy": float(np.mean(predictions == references)), "f1": float(f1)}
+        accuracy, f1 = accuracy_and_f1(predictions, references)
+        return {"accuracy": float(accuracy), "f1": float(f1)}

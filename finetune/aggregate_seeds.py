@@ -2,7 +2,7 @@
 
 Not a pipeline stage but a command to run after a seed sweep, e.g.
     dvc exp run --queue -S seed=1,2,3 -S lr=3e-5,5e-5 && dvc queue start
-    python -m stages.aggregate_seeds
+    python -m finetune.aggregate_seeds
 It reads the runs with `dvc.api.exp_show` (the commit and its experiments), groups them
 by all their params except `seed`, and prints one row per group: how many runs, and the
 mean ± sample standard deviation of accuracy and F1. It also draws those as a PNG.
@@ -19,8 +19,8 @@ matplotlib.use("Agg")  # files only, never a window
 import dvc.api  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from stages.common import PipelineError, run_stage  # noqa: E402
-from stages.params import Params  # noqa: E402
+from finetune.errors import PipelineError, run_stage  # noqa: E402
+from finetune.params import Params  # noqa: E402
 
 METRICS = ("validation_accuracy", "validation_f1", "test_accuracy", "test_f1")
 GROUPING_PARAMS = tuple(field.name for field in dataclasses.fields(Params) if field.name != "seed")
@@ -69,7 +69,7 @@ def format_table(groups):
         cells += [_format_summary(*group.summary(metric)) for metric in METRICS]
         lines.append(cells)
     widths = [max(len(row[index]) for row in [header, *lines]) for index in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
                      for row in [header, ["-" * width for width in widths], *lines])
 
 

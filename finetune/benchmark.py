@@ -12,8 +12,8 @@ It prints pairs/s of each and their ratio. `--full` instead trains each for the 
 3 epochs (the stage: its params' whole run, evaluations included) and adds validation
 accuracy and F1 of the final model. Timings say how fast, never whether a test passes.
 
-    python -m bench.train_speed                   # 800 pairs each, seed 42
-    python -m bench.train_speed --full --seeds 1 2 3
+    python -m finetune.benchmark                   # 800 pairs each, seed 42
+    python -m finetune.benchmark --full --seeds 1 2 3
 """
 
 import argparse
@@ -28,12 +28,12 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_scheduler, set_seed
 
-from stages import train as train_stage
-from stages.common import keep_freed_memory, run_stage
-from stages.data import load_tokenized
-from stages.model import load_classifier, load_tokenizer
-from stages.params import load_params
-from stages.scores import mrpc_metrics
+from finetune.data import load_tokenized
+from finetune.errors import run_stage
+from finetune.models import load_classifier, load_tokenizer
+from finetune.params import load_params
+from finetune.scores import mrpc_metrics
+from finetune.training import build_trainer, evaluation_sets
 
 COURSE_BATCH_SIZE = 8
 COURSE_LR = 5e-5
@@ -75,14 +75,14 @@ def train_stage_run(params, train_split, validation_split, tokenized, tokenizer,
     """The train stage's Trainer; returns (seconds, pairs trained, validation scores or None)."""
     if pairs is None:
         params = dataclasses.replace(params, seed=seed)
-        evaluation_sets = train_stage.evaluation_sets(tokenized)
+        evaluation_sets_or_none = evaluation_sets(tokenized)
     else:
         params = dataclasses.replace(params, seed=seed, max_steps=pairs // params.train_batch_size)
-        evaluation_sets = None
+        evaluation_sets_or_none = None
     set_seed(seed)
     model = load_classifier(params.checkpoint, dropout=params.dropout)
     with tempfile.TemporaryDirectory(prefix="bench-") as output_dir:
-        trainer = train_stage.build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir)
+        trainer, _ = build_trainer(params, model, tokenizer, train_split, evaluation_sets_or_none, output_dir)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
@@ -111,7 +111,6 @@ def _timed_run(recipe, seed, pairs):
     validation_split = tokenized["validation"].remove_columns("idx")
     if recipe == "course":
         return course_loop(params.checkpoint, train_split, validation_split, tokenizer, pairs, seed)
-    keep_freed_memory()  # what the train stage's process does first
     return train_stage_run(params, train_split, validation_split, tokenized, tokenizer, pairs, seed)
 
 
@@ -137,7 +136,7 @@ def main():
     load_tokenized()  # here first, for its error if `dvc repro tokenize` has not run
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {params.checkpoint}; "
           f"stage params: precision {params.precision}, batch {params.train_batch_size}, lr {params.lr}, "
-          f"dropout {params.dropout}, freeze_embeddings {params.freeze_embeddings}, "
+          f"dropout {params.dropout}, freeze_embeddings {params.freeze_embeddings}, cpu_speedups {params.cpu_speedups}, "
           f"group_by_length {params.group_by_length}")
 
     rows = []

@@ -10,8 +10,8 @@ import re
 
 import yaml
 
-from stages.common import PipelineError
-from stages.paths import PARAMS_FILE
+from finetune.errors import PipelineError
+from finetune.paths import PARAMS_FILE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
@@ -33,6 +33,7 @@ class Params:
     weight_decay: float
     dropout: float
     freeze_embeddings: bool
+    cpu_speedups: bool
     warmup_ratio: float
     lr_scheduler: str
     precision: str
@@ -125,7 +126,7 @@ def _check_ranges(source, params):
     def require_choice(key, choices):
         require(getattr(params, key) in choices, key, f"must be one of {', '.join(choices)}")
 
-    require(0 < params.max_length, "max_length", "must be > 0")
+    require(params.max_length > 0, "max_length", "must be > 0")
     require(params.lr > 0, "lr", "must be > 0")
     require(params.epochs > 0, "epochs", "must be > 0")
     require(params.max_steps == -1 or params.max_steps > 0, "max_steps", "must be -1 (all epochs) or > 0")

@@ -15,8 +15,8 @@ import datasets
 import pyarrow
 import pyarrow.parquet
 
-from stages.common import PipelineError
-from stages.paths import SPLITS, TOKENIZED_DIR, raw_split_file
+from finetune.errors import PipelineError
+from finetune.paths import SPLITS, TOKENIZED_DIR, raw_split_file
 
 # MRPC is a few thousand rows: per-operation progress bars would be noise, not progress.
 datasets.disable_progress_bars()
@@ -34,7 +34,6 @@ FEATURES = datasets.Features(
     }
 )
 TSV_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
-TSV_COLUMNS = {"#1 String": "sentence1", "#2 String": "sentence2", "Quality": "label"}
 
 
 def load_mrpc(dataset, config):

