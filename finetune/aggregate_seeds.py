@@ -5,12 +5,14 @@ Not a pipeline stage but a command to run after a seed sweep, e.g.
     python -m finetune.aggregate_seeds
 It reads the runs with `dvc.api.exp_show` (the commit and its experiments), groups them
 by all their params except `seed`, and prints one row per group: how many runs, and the
-mean ± sample standard deviation of accuracy and F1. It also draws those as a PNG.
+mean ± sample standard deviation of each of the task's validation and test metrics. It
+also draws the validation ones as a PNG.
 """
 
 import argparse
 import dataclasses
 import math
+import re
 import statistics
 
 import matplotlib
@@ -20,9 +22,11 @@ import dvc.api  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 from finetune.errors import PipelineError, run_stage  # noqa: E402
-from finetune.params import Params  # noqa: E402
+from finetune.params import METRIC_NAMES, Params  # noqa: E402
 
-METRICS = ("validation_accuracy", "validation_f1", "test_accuracy", "test_f1")
+# Groups are ranked by the first of these metrics that the runs have on validation.
+RANKING = ("f1", "matthews_correlation", "pearson", "macro_f1", "accuracy", "spearmanr")
+METRIC_KEY = re.compile(rf"(validation|test)(_\w+?)?_({'|'.join(METRIC_NAMES)})")
 GROUPING_PARAMS = tuple(field.name for field in dataclasses.fields(Params) if field.name != "seed")
 
 
@@ -40,16 +44,32 @@ class Group:
         return statistics.fmean(values), spread
 
 
+def metric_columns(rows):
+    """The task metrics of evaluation.json that the rows hold: validation splits first, then test."""
+    keys = {key for row in rows for key in row if METRIC_KEY.fullmatch(key)}
+
+    def order(key):
+        split, _, metric = METRIC_KEY.fullmatch(key).groups()
+        return split != "validation", key.removesuffix(metric), METRIC_NAMES.index(metric)
+    return sorted(keys, key=order)
+
+
+def ranking_metric(metrics):
+    validation = [metric for metric in metrics if metric.startswith("validation")]
+    return min(validation, key=lambda key: RANKING.index(METRIC_KEY.fullmatch(key).group(3)))
+
+
 def group_by_params(rows):
     """Finished runs (not the workspace copy of HEAD) grouped by every param but `seed`."""
     groups = {}
+    metrics = metric_columns(rows)
     for row in rows:
         if row.get("rev") == "workspace" or row.get("State") not in (None, "Success"):
             continue
-        if any(row.get(metric) is None for metric in METRICS):
+        if any(row.get(metric) is None for metric in metrics):
             continue
         params = {name: row.get(name) for name in GROUPING_PARAMS}
-        key = tuple(params.items())
+        key = repr(sorted(params.items()))  # text_columns is a list: unhashable
         groups.setdefault(key, Group(params, [])).runs.append(row)
     return list(groups.values())
 
@@ -61,12 +81,13 @@ def varying_params(groups):
 
 def format_table(groups):
     columns = varying_params(groups)
-    header = [*columns, "runs", "seeds", *METRICS]
+    metrics = metric_columns([run for group in groups for run in group.runs])
+    header = [*columns, "runs", "seeds", *metrics]
     lines = []
-    for group in sorted(groups, key=lambda group: -group.summary("validation_f1")[0]):
+    for group in sorted(groups, key=lambda group: -group.summary(ranking_metric(metrics))[0]):
         seeds = ",".join(str(seed) for seed in sorted(int(run["seed"]) for run in group.runs))
         cells = [_format_value(group.params[name]) for name in columns] + [str(len(group.runs)), seeds]
-        cells += [_format_summary(*group.summary(metric)) for metric in METRICS]
+        cells += [_format_summary(*group.summary(metric)) for metric in metrics]
         lines.append(cells)
     widths = [max(len(row[index]) for row in [header, *lines]) for index in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -77,13 +98,14 @@ def plot_groups(groups, path):
     columns = varying_params(groups)
     labels = [", ".join(f"{name}={_format_value(group.params[name])}" for name in columns) or "all runs"
               for group in groups]
+    metrics = [metric for metric in metric_columns([run for group in groups for run in group.runs])
+               if metric.startswith("validation")][:2]
     figure, axis = plt.subplots(figsize=(max(5, 1.6 * len(groups)), 4))
-    for offset, metric in ((-0.1, "validation_accuracy"), (0.1, "validation_f1")):
+    for offset, metric, color in zip((-0.1, 0.1), metrics, ("tab:blue", "tab:orange"), strict=False):
         for position, group in enumerate(groups):
             mean, spread = group.summary(metric)
             axis.errorbar(position + offset, mean, yerr=0 if math.isnan(spread) else spread, fmt="o", capsize=4,
-                          color="tab:blue" if metric == "validation_accuracy" else "tab:orange",
-                          label=metric if position == 0 else None)
+                          color=color, label=metric if position == 0 else None)
             axis.scatter([position + offset] * len(group.runs), group.values(metric), s=12, alpha=0.4, color="gray")
     axis.set_xticks(range(len(groups)), labels, rotation=20, ha="right")
     axis.set_xlim(-0.5, len(groups) - 0.5)

@@ -10,7 +10,7 @@ first) over the same number of pairs, one after the other, each in a new process
 
 It prints pairs/s of each and their ratio. `--full` instead trains each for the whole
 3 epochs (the stage: its params' whole run, evaluations included) and adds validation
-accuracy and F1 of the final model. Timings say how fast, never whether a test passes.
+the task's validation metrics of the final model. Timings say how fast, never whether a test passes.
 
     python -m finetune.benchmark                   # 800 pairs each, seed 42
     python -m finetune.benchmark --full --seeds 1 2 3
@@ -32,7 +32,8 @@ from finetune.data import load_tokenized
 from finetune.errors import run_stage
 from finetune.models import load_classifier, load_tokenizer
 from finetune.params import load_params
-from finetune.scores import mrpc_metrics
+from finetune.scores import predictions_of, task_metrics
+from finetune.tasks import load_task
 from finetune.training import build_trainer, evaluation_sets
 
 COURSE_BATCH_SIZE = 8
@@ -41,12 +42,12 @@ COURSE_EPOCHS = 3
 RECIPES = ["course", "stage"]
 
 
-def course_loop(checkpoint, train_split, validation_split, tokenizer, pairs, seed):
+def course_loop(checkpoint, task, train_split, validation_split, tokenizer, pairs, seed):
     """The course's training loop; returns (seconds, pairs trained, validation scores or None)."""
     set_seed(seed)
     collator = DataCollatorWithPadding(tokenizer)
     train_dataloader = DataLoader(train_split, shuffle=True, batch_size=COURSE_BATCH_SIZE, collate_fn=collator)
-    model = load_classifier(checkpoint)
+    model = load_classifier(checkpoint, task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=COURSE_LR)
     training_steps = COURSE_EPOCHS * len(train_dataloader)
     lr_scheduler = get_scheduler("linear", optimizer=optimizer, num_warmup_steps=0,
@@ -67,51 +68,51 @@ def course_loop(checkpoint, train_split, validation_split, tokenizer, pairs, see
             if step == steps:
                 break
     seconds = time.perf_counter() - started
-    scores = _validation_scores(model, validation_split, collator) if pairs is None else None
+    scores = _validation_scores(task, model, validation_split, collator) if pairs is None else None
     return seconds, steps * COURSE_BATCH_SIZE, scores
 
 
-def train_stage_run(params, train_split, validation_split, tokenized, tokenizer, pairs, seed):
+def train_stage_run(params, task, train_split, validation_split, tokenized, tokenizer, pairs, seed):
     """The train stage's Trainer; returns (seconds, pairs trained, validation scores or None)."""
     if pairs is None:
         params = dataclasses.replace(params, seed=seed)
-        evaluation_sets_or_none = evaluation_sets(tokenized)
+        evaluation_sets_or_none = evaluation_sets(task, tokenized)
     else:
         params = dataclasses.replace(params, seed=seed, max_steps=pairs // params.train_batch_size)
         evaluation_sets_or_none = None
     set_seed(seed)
-    model = load_classifier(params.checkpoint, dropout=params.dropout)
+    model = load_classifier(params.checkpoint, task, dropout=params.dropout)
     with tempfile.TemporaryDirectory(prefix="bench-") as output_dir:
-        trainer, _ = build_trainer(params, model, tokenizer, train_split, evaluation_sets_or_none, output_dir)
+        trainer, _ = build_trainer(params, task, model, tokenizer, train_split, evaluation_sets_or_none, output_dir)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
     trained_pairs = trainer.state.global_step * params.train_batch_size
-    scores = _validation_scores(trainer.model, validation_split, DataCollatorWithPadding(tokenizer)) \
+    scores = _validation_scores(task, trainer.model, validation_split, DataCollatorWithPadding(tokenizer)) \
         if pairs is None else None
     return seconds, trained_pairs, scores
 
 
-def _validation_scores(model, validation_split, collator):
-    """Accuracy and F1 of `model` on validation, in fp32, the same way for both recipes."""
+def _validation_scores(task, model, validation_split, collator):
+    """The task's metrics of `model` on validation, in fp32, the same way for both recipes."""
     model.eval()
     predictions = []
     with torch.inference_mode():
         for batch in DataLoader(validation_split, batch_size=64, collate_fn=collator):
-            predictions.append(model(**{k: v for k, v in batch.items() if k != "labels"}).logits.argmax(-1))
-    return mrpc_metrics(torch.cat(predictions).numpy(), validation_split["labels"])
+            predictions.append(model(**{k: v for k, v in batch.items() if k != "labels"}).logits)
+    return task_metrics(task, predictions_of(task, torch.cat(predictions).numpy()), validation_split["labels"])
 
 
 def _timed_run(recipe, seed, pairs):
     """One recipe for one seed; returns (seconds, pairs trained, validation scores or None)."""
-    params = load_params()
+    params, task = load_params(), load_task()
     tokenizer = load_tokenizer(params.checkpoint)
     tokenized = load_tokenized()
     train_split = tokenized["train"].remove_columns("idx")
-    validation_split = tokenized["validation"].remove_columns("idx")
+    validation_split = tokenized[task.validation_splits[0]].remove_columns("idx")
     if recipe == "course":
-        return course_loop(params.checkpoint, train_split, validation_split, tokenizer, pairs, seed)
-    return train_stage_run(params, train_split, validation_split, tokenized, tokenizer, pairs, seed)
+        return course_loop(params.checkpoint, task, train_split, validation_split, tokenizer, pairs, seed)
+    return train_stage_run(params, task, train_split, validation_split, tokenized, tokenizer, pairs, seed)
 
 
 def _in_fresh_process(function, *arguments):
@@ -153,7 +154,7 @@ def main():
         for recipe in arguments.recipes:
             scores = [row[4] for row in rows if row[0] == recipe]
             summary = ", ".join(f"{metric} {_mean_std([score[metric] for score in scores])}"
-                                for metric in ("accuracy", "f1"))
+                                for metric in scores[0])
             print(f"{recipe} validation over {len(scores)} seed(s): {summary}")
 
 
@@ -161,7 +162,7 @@ def _print_row(row):
     recipe, seed, seconds, trained_pairs, scores = row
     line = f"{recipe:6} seed {seed:>3}: {trained_pairs} pairs in {seconds:.1f}s = {trained_pairs / seconds:.1f} pairs/s"
     if scores:
-        line += f"; validation accuracy {scores['accuracy']:.4f}, F1 {scores['f1']:.4f}"
+        line += "; validation " + ", ".join(f"{metric} {value:.4f}" for metric, value in scores.items())
     print(line, flush=True)
 
 

@@ -1,167 +1,260 @@
-"""Loading MRPC: from the Hugging Face Hub, or offline from a local GLUE folder; and checking it.
+"""Loading a task's data, checking it, and the one form every later stage reads.
 
-Offline, `GLUE_DIR` names a folder in one of two layouts (the same variable BERT's
-original GLUE scripts use, so machine-specific paths stay out of params.yaml):
-  - the Hub's parquet layout: <GLUE_DIR>/mrpc/{train,validation,test}-*.parquet
-  - the classic GLUE TSV layout: <GLUE_DIR>/MRPC/{train,dev,test}.tsv (test without labels)
+Sources: a GLUE task (`dataset: nyu-mll/glue`, `dataset_config` one of finetune/tasks.py's
+GLUE_TASKS) from the Hugging Face Hub, or offline from `GLUE_DIR` (the variable BERT's GLUE
+scripts use, so machine-specific paths stay out of params.yaml) in either layout:
+  - the Hub's parquet files: <GLUE_DIR>/<config>/<split>-*.parquet
+  - GLUE's own TSV files: <GLUE_DIR>/<folder>/<file>.tsv, as the table GLUE_TSV describes them
+or a folder of your own files: train, validation (or dev) and optionally test, each .csv, .tsv,
+.json (an array of records, or JSON lines), .jsonl or .parquet, UTF-8 with or without a BOM.
+
+Every source becomes the same normalised splits (what the download stage writes to data/raw/):
+the task's text columns (strings), `label` (class index, -1 where unlabelled; for a regression
+a float, NaN where unlabelled) and `idx` (the row number within the split).
 """
 
 import csv
+import dataclasses
 import hashlib
+import math
 import os
 from pathlib import Path
 
 import datasets
-import pyarrow
-import pyarrow.parquet
 
+from finetune.data_files import GLUE_TSV, GlueTsv, read_delimited, read_parquet, read_table_file
 from finetune.errors import PipelineError
-from finetune.paths import SPLITS, TOKENIZED_DIR, raw_split_file
+from finetune.params import HUB_DATASET
+from finetune.paths import TOKENIZED_DIR, raw_split_file
+from finetune.tasks import NO_LABEL, glue_task, own_data_task
 
-# MRPC is a few thousand rows: per-operation progress bars would be noise, not progress.
+# A few thousand rows per split: per-operation progress bars would be noise, not progress.
 datasets.disable_progress_bars()
 
 GLUE_DIR_VARIABLE = "GLUE_DIR"
-LABEL_NAMES = ["not_equivalent", "equivalent"]
-# GLUE's convention for a split without labels (its test sets).
-NO_LABEL = -1
-FEATURES = datasets.Features(
-    {
-        "sentence1": datasets.Value("string"),
-        "sentence2": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=LABEL_NAMES),
-        "idx": datasets.Value("int32"),
-    }
-)
-TSV_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+OWN_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
+# Your own files: the names each split may have (exactly one file per split).
+OWN_SPLIT_FILES = {"train": ("train",), "validation": ("validation", "dev"), "test": ("test",)}
 
 
-def load_mrpc(dataset, config):
-    """Return (splits, source): a DatasetDict with FEATURES, and where it came from."""
+@dataclasses.dataclass(frozen=True)
+class LabelReading:
+    """How the labels of one split read: `classes` maps a label as written (see `_written`) to
+    its class index (None: a number, for a regression); `unlabelled` holds the values that mean
+    "no label" there; `expected` ends the message "label X is not ..."."""
+    classes: dict | None
+    unlabelled: frozenset
+    expected: str
+
+
+def load_data(params):
+    """Return (task, splits, source): the task, its normalised splits as a DatasetDict, and
+    where they came from (for provenance.json)."""
+    if params.dataset != HUB_DATASET:
+        return _load_own_data(Path(params.dataset), params.text_columns, params.label_column)
+    task = glue_task(params.dataset_config)
     glue_dir = os.environ.get(GLUE_DIR_VARIABLE)
-    if glue_dir:
-        return _load_local(Path(glue_dir), config)
-    return _load_from_hub(dataset, config)
+    splits, source = _load_glue_dir(Path(glue_dir), task) if glue_dir else _load_from_hub(params.dataset, task)
+    return task, splits, source
 
 
-def _load_from_hub(dataset, config):
+def _load_from_hub(dataset, task):
+    config = task.name
     try:
-        splits = datasets.load_dataset(dataset, config)
+        hub = datasets.load_dataset(dataset, config)
     except (OSError, ConnectionError, ValueError) as error:
         reason = " ".join(str(error).split())[:200]
         raise PipelineError(
             f"could not load {dataset!r} (config {config!r}) from the Hugging Face Hub ({reason}). "
             f"To use a local copy, set {GLUE_DIR_VARIABLE} to the folder that contains {config}/ "
-            f"(Hub parquet files) or {config.upper()}/ (GLUE TSV files), "
+            f"(Hub parquet files) or {GLUE_TSV[config].folder}/ (GLUE TSV files), "
             f"e.g. {GLUE_DIR_VARIABLE}=../shared/data/glue dvc repro"
         ) from None
-    source = {"kind": "hub", "dataset": dataset, "config": config}
-    return _checked(splits, {split: f"{dataset}/{config} {split}" for split in splits}), source
+    missing = [split for split in task.splits if split not in hub]
+    if missing:
+        raise PipelineError(f"split {missing[0]!r} missing (found: {', '.join(hub)})")
+    columns = _hub_columns(task)
+    splits = datasets.DatasetDict({split: _glue_split(task, split, f"{dataset}/{config} {split}", hub[split].to_dict(),
+                                                      columns) for split in task.splits})
+    return splits, {"kind": "hub", "dataset": dataset, "config": config}
 
 
-def _load_local(glue_dir, config):
+def _load_glue_dir(glue_dir, task):
+    tsv = GLUE_TSV[task.name]
+    parquet_dir, tsv_dir = glue_dir / task.name, glue_dir / tsv.folder
     if not glue_dir.is_dir():
-        raise PipelineError(
-            f"{GLUE_DIR_VARIABLE}={glue_dir}: no such folder; point it at the folder that "
-            f"contains {config}/ (Hub parquet files) or {config.upper()}/ (GLUE TSV files)"
-        )
-    parquet_dir, tsv_dir = glue_dir / config, glue_dir / config.upper()
+        raise PipelineError(f"{GLUE_DIR_VARIABLE}={glue_dir}: no such folder; point it at the folder that "
+                            f"contains {task.name}/ (Hub parquet files) or {tsv.folder}/ (GLUE TSV files)")
     if parquet_dir.is_dir() and any(parquet_dir.glob("*.parquet")):
-        files = {split: sorted(parquet_dir.glob(f"{split}-*.parquet")) for split in SPLITS}
-        layout, read = "parquet", _read_parquet
+        layout, files = "parquet", {split: sorted(parquet_dir.glob(f"{split}-*.parquet")) for split in task.splits}
     elif tsv_dir.is_dir() and any(tsv_dir.glob("*.tsv")):
-        files = {split: [tsv_dir / TSV_FILES[split]] for split in SPLITS}
-        layout, read = "tsv", _read_tsv
+        layout, files = "tsv", {split: [tsv_dir / tsv.files[split]] for split in task.splits}
     else:
-        raise PipelineError(
-            f"{GLUE_DIR_VARIABLE}={glue_dir}: found neither {parquet_dir}/*.parquet "
-            f"nor {tsv_dir}/*.tsv"
-        )
+        raise PipelineError(f"{GLUE_DIR_VARIABLE}={glue_dir}: found neither {parquet_dir}/*.parquet nor {tsv_dir}/*.tsv")
     for split, split_files in files.items():
         if not split_files or not all(path.is_file() for path in split_files):
             expected = split_files[0] if split_files else parquet_dir / f"{split}-*.parquet"
             raise PipelineError(f"split {split!r} missing: no file {expected}")
-    splits = datasets.DatasetDict({split: read(split_files) for split, split_files in files.items()})
-    source = {
-        "kind": "local",
-        "layout": layout,
-        "files_sha256": {path.name: sha256(path) for split_files in files.values() for path in split_files},
-    }
-    names = {split: ", ".join(str(path) for path in split_files) for split, split_files in files.items()}
-    return _checked(splits, names), source
+    splits = datasets.DatasetDict()
+    for split, split_files in files.items():
+        if layout == "parquet":
+            table, columns = read_parquet(split_files).to_pydict(), _hub_columns(task)
+        else:
+            (path,) = split_files
+            names = tsv.columns if path.name in tsv.headerless else None
+            table, columns = read_delimited(path, "\t", csv.QUOTE_NONE, names=names, strict=False), tsv
+        splits[split] = _glue_split(task, split, ", ".join(map(str, split_files)), table, columns)
+    files_sha256 = {path.name: sha256(path) for split_files in files.values() for path in split_files}
+    return splits, {"kind": "local", "layout": layout, "files_sha256": files_sha256}
 
 
-def _read_parquet(paths):
-    tables = []
-    for path in paths:
+def _hub_columns(task):
+    """The columns of the Hub's data (and of its parquet files): the task's own, and `label`."""
+    return GlueTsv(task.name, {}, {column: column for column in task.text_columns}, "label",
+                   "float" if task.regression else "index")
+
+
+def _glue_split(task, split, name, table, columns):
+    """A GLUE split normalised; -1 (-1.0 for STS-B) means "no label", on test splits only."""
+    unlabelled = frozenset({NO_LABEL} if split in task.test_splits else ())
+    if columns.labels == "float":
+        reading = LabelReading(None, unlabelled, "a number")
+    else:
+        classes = range(task.num_labels) if columns.labels == "index" else task.label_names
+        reading = LabelReading({label: index for index, label in enumerate(classes)}, unlabelled,
+                               f"one of {', '.join(map(str, classes))}")
+    return _normalised(task, name, table, columns.text, columns.label, reading)
+
+
+def _load_own_data(folder, text_columns, label_column):
+    if {"label", "idx"} & set(text_columns) or label_column in text_columns:
+        raise PipelineError(f"params.yaml: text_columns must not include label_column ({label_column!r}), 'label' "
+                            f"or 'idx' (data/raw's names for the label and row number), got {list(text_columns)}")
+    files = _own_files(folder)
+    tables = {split: read_table_file(path) for split, path in files.items()}
+    _require_columns(files["train"], tables["train"], [*text_columns, label_column])
+    train_labels = [_written(value) for value in tables["train"][label_column]]
+    known = [label for label in train_labels if label is not None]
+    # Any fractional number makes a regression; whole numbers and strings are classes.
+    regression = any(isinstance(label, float) for label in known)
+    classes = None if regression else sorted(set(known), key=lambda label: (isinstance(label, str), label))
+    if classes is not None and len(classes) < 2:
+        raise PipelineError(f"{files['train']}: column {label_column!r} has {len(classes)} distinct label(s) "
+                            f"({_listed(classes)}); a classification needs at least two")
+    label_names = None if regression else [str(label) for label in classes]
+    task = own_data_task(folder.resolve().name, text_columns, label_names, "test" in files)
+    if regression:
+        expected = "a number (train's labels are numbers: a regression)"
+    else:
+        expected = f"one of train's labels ({_listed(label_names)})"
+    class_indices = None if regression else {label: index for index, label in enumerate(classes)}
+    splits = datasets.DatasetDict({
+        split: _normalised(task, str(path), tables[split], {column: column for column in text_columns}, label_column,
+                           LabelReading(class_indices, frozenset({None} if split == "test" else ()), expected))
+        for split, path in files.items()})
+    return task, splits, {"kind": "local", "layout": "own", "files_sha256": {path.name: sha256(path)
+                                                                             for path in files.values()}}
+
+
+def _own_files(folder):
+    files = {}
+    for split, names in OWN_SPLIT_FILES.items():
+        found = [folder / f"{name}.{fmt}" for name in names for fmt in OWN_FORMATS if (folder / f"{name}.{fmt}").is_file()]
+        if len(found) > 1:
+            raise PipelineError(f"split {split!r} has {len(found)} files: {', '.join(map(str, found))}; keep one")
+        if found:
+            files[split] = found[0]
+        elif split != "test":
+            raise PipelineError(f"split {split!r} missing: no file {' or '.join(names)} "
+                                f"(.{', .'.join(OWN_FORMATS[:-1])} or .{OWN_FORMATS[-1]}) in {folder}")
+    return files
+
+
+def _require_columns(name, table, columns):
+    missing = [column for column in columns if column not in table]
+    if missing:
+        raise PipelineError(f"{name}: missing column {missing[0]!r} (found: {', '.join(table)})")
+
+
+def _normalised(task, name, table, text, label, reading):
+    """One split as data/raw holds it, checked. `table`: {column: values} of the file(s) `name`;
+    `text`: {the task's text column: the file's column}; `label`: the file's label column, which
+    a split where `reading` allows unlabelled rows (a test split) may lack."""
+    rows = max((len(values) for values in table.values()), default=0)
+    if rows == 0:
+        raise PipelineError(f"{name}: no rows")
+    unlabelled = math.nan if task.regression else NO_LABEL
+    labelled = label in table or not reading.unlabelled
+    _require_columns(name, table, [*text.values(), *([label] if labelled else [])])
+    labels = [] if labelled else [unlabelled] * rows
+    for row, value in enumerate(table[label] if labelled else []):
+        written = _written(value)
+        if written in reading.unlabelled:
+            labels.append(unlabelled)
+        elif written is None:
+            raise PipelineError(f"{name} row {row}: no label in column {label!r} (only a test file may lack labels)")
+        elif reading.classes is None and isinstance(written, (int, float)) and not isinstance(written, bool):
+            labels.append(float(written))
+        elif reading.classes is not None and written in reading.classes:
+            labels.append(reading.classes[written])
+        else:
+            raise PipelineError(f"{name} row {row}: label {value!r} is not {reading.expected}")
+    texts = {}
+    for column, file_column in text.items():
+        texts[column] = table[file_column]
+        for row, sentence in enumerate(texts[column]):
+            if not isinstance(sentence, str) or not sentence.strip():
+                raise PipelineError(f"{name} row {row}: {column} is empty or not text ({sentence!r})")
+    return datasets.Dataset.from_dict({**texts, "label": labels, "idx": list(range(rows))}, features=features(task))
+
+
+def _written(value):
+    """A label as written, comparable across formats: a number (also one written as text) as an
+    int when whole, an empty cell or NaN as None, anything else as its text."""
+    if isinstance(value, str):
+        text = value.strip()
         try:
-            tables.append(pyarrow.parquet.read_table(path))
-        except (pyarrow.ArrowException, OSError) as error:
-            raise PipelineError(f"{path}: unreadable parquet file ({error})") from None
-    return datasets.Dataset(pyarrow.concat_tables(tables))
+            value = float(text)
+        except ValueError:
+            return text or None
+        if not math.isfinite(value):
+            return text
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) else int(value) if value.is_integer() else value
+    return value if isinstance(value, int) or value is None else repr(value)
 
 
-def _read_tsv(paths):
-    (path,) = paths
-    with open(path, newline="", encoding="utf-8") as tsv_file:
-        # GLUE's TSVs are not quoted: sentences contain bare " characters.
-        rows = list(csv.DictReader(tsv_file, delimiter="\t", quoting=csv.QUOTE_NONE))
-    columns = {"sentence1": [], "sentence2": [], "label": [], "idx": []}
-    for row_number, row in enumerate(rows):
-        for tsv_column in ("#1 String", "#2 String"):
-            if tsv_column not in row:
-                raise PipelineError(f"{path}: missing column {tsv_column!r}")
-        columns["sentence1"].append(row["#1 String"])
-        columns["sentence2"].append(row["#2 String"])
-        columns["label"].append(_tsv_label(path, row_number, row.get("Quality")))
-        columns["idx"].append(row_number)
-    return datasets.Dataset.from_dict(columns)
+def _listed(labels, limit=10):
+    shown = ", ".join(map(str, labels[:limit]))
+    return shown if len(labels) <= limit else f"{shown}, ... ({len(labels)} in all)"
 
 
-def _tsv_label(path, row_number, value):
-    if value is None:  # GLUE's test.tsv has no Quality column
-        return NO_LABEL
-    try:
-        return int(value)
-    except ValueError:
-        raise PipelineError(f"{path} row {row_number}: label {value!r} is not 0 or 1") from None
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _checked(splits, names):
-    """Check every split's columns, labels and sentences; return them cast to FEATURES."""
-    missing_splits = [split for split in SPLITS if split not in splits]
-    if missing_splits:
-        raise PipelineError(f"split {missing_splits[0]!r} missing (found: {', '.join(splits)})")
-    checked = datasets.DatasetDict()
-    for split in SPLITS:
-        data, name = splits[split], names[split]
-        missing = [column for column in FEATURES if column not in data.column_names]
-        if missing:
-            raise PipelineError(f"{name}: missing column {missing[0]!r} (found: {', '.join(data.column_names)})")
-        if len(data) == 0:
-            raise PipelineError(f"{name}: no rows")
-        labels = data["label"]
-        allowed = {0, 1, NO_LABEL} if split == "test" else {0, 1}
-        for row, label in enumerate(labels):
-            if label not in allowed:
-                raise PipelineError(f"{name} row {row}: label {label!r} is not 0 or 1")
-        for column in ("sentence1", "sentence2"):
-            for row, sentence in enumerate(data[column]):
-                if not isinstance(sentence, str) or not sentence.strip():
-                    raise PipelineError(f"{name} row {row}: {column} is empty or not text ({sentence!r})")
-        checked[split] = data.select_columns(list(FEATURES)).cast(FEATURES)
-    return checked
+def features(task):
+    """The columns of data/raw: the text columns, the label (with the class names), the row number."""
+    label = datasets.Value("float64") if task.regression else datasets.ClassLabel(names=list(task.label_names))
+    return datasets.Features({**{column: datasets.Value("string") for column in task.text_columns},
+                              "label": label, "idx": datasets.Value("int64")})
 
 
-def has_labels(split_data):
-    return NO_LABEL not in set(split_data["label"])
+def has_labels(split_data, task):
+    """Whether every row of the split has a label (GLUE's test splits have none)."""
+    labels = split_data.data.column("label").to_pylist()
+    return not any(math.isnan(label) for label in labels) if task.regression else NO_LABEL not in labels
 
 
-def load_raw_splits():
-    missing = [raw_split_file(split) for split in SPLITS if not raw_split_file(split).is_file()]
+def load_raw_splits(task):
+    missing = [raw_split_file(split) for split in task.splits if not raw_split_file(split).is_file()]
     if missing:
         raise PipelineError(f"{missing[0]} not found: run `dvc repro download` first")
-    return datasets.DatasetDict({split: _read_parquet([raw_split_file(split)]) for split in SPLITS})
+    return datasets.DatasetDict({split: datasets.Dataset(read_parquet([raw_split_file(split)]))
+                                 for split in task.splits})
 
 
 def load_tokenized():

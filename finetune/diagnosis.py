@@ -3,7 +3,9 @@
 healthy | overfitting | underfitting | erratic. `diagnose` gives the verdict and its numeric
 evidence (what metrics/diagnosis.json holds, so `dvc exp show` can sort by them);
 `explanation` and REMEDIES turn them into the sentences of the report. The thresholds are
-params (`diagnose_*`, documented in params.yaml).
+params (`diagnose_*`, documented in params.yaml). The curves read are those of the task's
+(first) validation split and its diagnosis metric: accuracy, or Pearson's r for a regression,
+whose baseline is predicting the train mean (its squared error) instead of the majority class.
 """
 
 import json
@@ -19,57 +21,79 @@ REMEDIES = {
 }
 
 
-def diagnose(train_rows, evaluation_rows, majority_baseline, params):
-    """The verdict and its evidence, from the logged history of one run."""
-    losses = [row["validation_loss"] for row in evaluation_rows]
+def diagnose(task, train_rows, evaluation_rows, baseline, params):
+    """The verdict and its evidence, from the logged history of one run.
+
+    `baseline`: the majority-class share of validation, or for a regression the squared error
+    of predicting the train mean there (see `baselines`)."""
+    validation, metric = task.validation_splits[0], task.diagnosis_metric
+    losses = [row[f"{validation}_loss"] for row in evaluation_rows]
     min_index = losses.index(min(losses))
     final = evaluation_rows[-1]
     train_losses = [row["train_loss"] for row in train_rows]
+    best_score = max(row[f"{validation}_{metric}"] for row in evaluation_rows)
+    gap = final[f"train_subset_{metric}"] - final[f"{validation}_{metric}"]
     evidence = {
-        "majority_baseline": majority_baseline,
-        "best_validation_accuracy": max(row["validation_accuracy"] for row in evaluation_rows),
-        "final_validation_accuracy": final["validation_accuracy"],
-        "final_train_subset_accuracy": final["train_subset_accuracy"],
-        "accuracy_gap": final["train_subset_accuracy"] - final["validation_accuracy"],
-        "min_validation_loss": losses[min_index],
-        "min_validation_loss_step": evaluation_rows[min_index]["step"],
-        "validation_loss_rise": (losses[-1] - losses[min_index]) / losses[min_index],
+        "mean_baseline_loss" if task.regression else "majority_baseline": baseline,
+        f"best_{validation}_{metric}": best_score,
+        f"final_{validation}_{metric}": final[f"{validation}_{metric}"],
+        f"final_train_subset_{metric}": final[f"train_subset_{metric}"],
+        f"{metric}_gap": gap,
+        f"min_{validation}_loss": losses[min_index],
+        f"min_{validation}_loss_step": evaluation_rows[min_index]["step"],
+        f"{validation}_loss_rise": (losses[-1] - losses[min_index]) / losses[min_index],
         "evaluations_after_min_loss": len(losses) - 1 - min_index,
         "train_loss_spread": _train_loss_spread(train_losses, params.diagnose_window),
     }
     window = params.diagnose_window
     train_loss_fell = _mean_of_last(train_losses, window) < _mean_of_first(train_losses, window)
-    if evidence["best_validation_accuracy"] < majority_baseline + params.diagnose_baseline_margin:
+    if task.regression:
+        underfitting = losses[min_index] > baseline * (1 - params.diagnose_baseline_margin)
+    else:
+        underfitting = best_score < baseline + params.diagnose_baseline_margin
+    if underfitting:
         verdict = "underfitting"
     elif evidence["train_loss_spread"] > params.diagnose_loss_spread:
         verdict = "erratic"
     elif (train_loss_fell and evidence["evaluations_after_min_loss"] >= 2
-          and evidence["validation_loss_rise"] > params.diagnose_loss_rise
-          and evidence["accuracy_gap"] > params.diagnose_accuracy_gap):
+          and evidence[f"{validation}_loss_rise"] > params.diagnose_loss_rise
+          and gap > params.diagnose_accuracy_gap):
         verdict = "overfitting"
     else:
         verdict = "healthy"
     return {"verdict": verdict, **evidence}
 
 
-def explanation(diagnosis, params):
+def explanation(task, diagnosis, params):
     """One sentence: the verdict and the evidence that decided it."""
-    verdict, baseline = diagnosis["verdict"], diagnosis["majority_baseline"]
-    if verdict == "underfitting":
-        reason = (f"validation accuracy never got above {baseline:.3f}, the share of the majority class, by more "
-                  f"than {params.diagnose_baseline_margin} (best {diagnosis['best_validation_accuracy']:.3f})")
+    validation, metric = task.validation_splits[0], task.diagnosis_metric
+    verdict = diagnosis["verdict"]
+    gap, rise = diagnosis[f"{metric}_gap"], diagnosis[f"{validation}_loss_rise"]
+    if task.regression:
+        baseline = f"the squared error of predicting the train mean ({diagnosis['mean_baseline_loss']:.3f})"
+    else:
+        baseline = f"the majority baseline {diagnosis['majority_baseline']:.3f}"
+    if verdict == "underfitting" and task.regression:
+        reason = (f"{validation} loss never got below {baseline} by more than {params.diagnose_baseline_margin:.0%} "
+                  f"(best {diagnosis[f'min_{validation}_loss']:.3f})")
+    elif verdict == "underfitting":
+        reason = (f"{validation} accuracy never got above {diagnosis['majority_baseline']:.3f}, the share of the "
+                  f"majority class, by more than {params.diagnose_baseline_margin} "
+                  f"(best {diagnosis[f'best_{validation}_accuracy']:.3f})")
     elif verdict == "erratic":
         reason = (f"train loss jumps by {diagnosis['train_loss_spread']:.2f} of its starting level within "
                   f"{params.diagnose_window} logs (threshold {params.diagnose_loss_spread})")
     elif verdict == "overfitting":
-        reason = (f"validation loss rose {diagnosis['validation_loss_rise']:.0%} over the "
-                  f"{diagnosis['evaluations_after_min_loss']} evaluations after its minimum at step "
-                  f"{diagnosis['min_validation_loss_step']} while train loss fell, and train accuracy is "
-                  f"{diagnosis['accuracy_gap']:.3f} above validation")
+        reason = (f"{validation} loss rose {rise:.0%} over the {diagnosis['evaluations_after_min_loss']} evaluations "
+                  f"after its minimum at step {diagnosis[f'min_{validation}_loss_step']} while train loss fell, and "
+                  f"train {metric} is {gap:.3f} above {validation}")
+    elif task.regression:
+        reason = (f"{validation} loss {diagnosis[f'min_{validation}_loss']:.3f} got below {baseline}, rose {rise:.0%} "
+                  f"from its minimum, and the train/{validation} {metric} gap is {gap:.3f}")
     else:
-        reason = (f"validation accuracy {diagnosis['final_validation_accuracy']:.3f} is above the majority baseline "
-                  f"{baseline:.3f}, validation loss rose {diagnosis['validation_loss_rise']:.0%} from its "
-                  f"minimum and the train/validation accuracy gap is {diagnosis['accuracy_gap']:.3f}")
+        reason = (f"{validation} accuracy {diagnosis[f'final_{validation}_accuracy']:.3f} is above {baseline}, "
+                  f"{validation} loss rose {rise:.0%} from its minimum and the train/{validation} accuracy gap is "
+                  f"{gap:.3f}")
     return f"{verdict}: {reason}"
 
 
@@ -92,7 +116,12 @@ def _mean_of_last(values, count):
     return statistics.fmean(values[-count:])
 
 
-def majority_baseline(split="validation"):
-    """Accuracy of always predicting the most frequent label of `split`."""
-    label_counts = json.loads(PROVENANCE_FILE.read_text())["splits"][split]["label_counts"]
-    return max(label_counts.values()) / sum(label_counts.values())
+def baseline(task):
+    """What a model that learnt nothing scores on the (first) validation split: the majority
+    class's share, or for a regression the squared error of always predicting the train mean."""
+    splits = json.loads(PROVENANCE_FILE.read_text())["splits"]
+    validation = splits[task.validation_splits[0]]
+    if task.regression:
+        return validation["label_variance"] + (validation["label_mean"] - splits["train"]["label_mean"]) ** 2
+    counts = validation["label_counts"]
+    return max(counts.values()) / sum(counts.values())

@@ -1,27 +1,35 @@
-"""GLUE MRPC metric (accuracy and F1 of the "equivalent" class) as an `evaluate` module.
+"""The pipeline's metrics as an `evaluate` module: GLUE's metric of each task, and those of a
+user's own data (accuracy, macro-F1, F1 of class 1; Pearson and Spearman for a regression).
 
-`evaluate.load("glue", "mrpc")` fetches its script from the Hub; this file is the same
-metric kept in the project so it loads offline: `evaluate.load("finetune/glue_metric.py")`.
-The arithmetic is `finetune.scores.accuracy_and_f1`, shared with the bootstrap.
+`evaluate.load("glue", "mrpc")` fetches its script from the Hub; this file is kept in the
+project so it loads offline:
+    evaluate.load("finetune/glue_metric.py", config_name="mrpc", metrics=("accuracy", "f1"), num_labels=2)
+The arithmetic is `finetune.scores.metric_values`, shared with the bootstrap.
 """
 
 import datasets
 import evaluate
 
-from finetune.scores import accuracy_and_f1
+from finetune.scores import metric_values
+
+REGRESSION_METRICS = {"pearson", "spearmanr"}
 
 
-class MrpcMetric(evaluate.Metric):
+class GlueMetric(evaluate.Metric):
+    def __init__(self, metrics=("accuracy",), num_labels=2, **kwargs):
+        self.metrics, self.num_labels = tuple(metrics), num_labels
+        super().__init__(**kwargs)
+
     def _info(self):
+        value = "float32" if REGRESSION_METRICS & set(self.metrics) else "int64"
         return evaluate.MetricInfo(
-            description="Accuracy and binary F1 (positive class 1, 'equivalent') as GLUE reports for MRPC.",
+            description="GLUE's metrics (accuracy, F1 of class 1, macro-F1, Matthews correlation, Pearson and "
+                        "Spearman correlations) for one task.",
             citation="Wang et al., GLUE: A Multi-Task Benchmark and Analysis Platform for NLU, ICLR 2019.",
-            inputs_description="predictions and references: lists of 0/1 labels of equal length.",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            inputs_description="predictions and references: class indices, or scores for a regression.",
+            features=datasets.Features({"predictions": datasets.Value(value), "references": datasets.Value(value)}),
         )
 
     def _compute(self, predictions, references):
-        accuracy, f1 = accuracy_and_f1(predictions, references)
-        return {"accuracy": float(accuracy), "f1": float(f1)}
+        values = metric_values(self.metrics, predictions, references, self.num_labels)
+        return {metric: float(value) for metric, value in values.items()}

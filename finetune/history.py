@@ -3,14 +3,17 @@ and the figures metrics/train.json takes from them."""
 
 from finetune.outputs import write_csv
 
-# Trainer's log keys -> our CSV columns. Evaluations run on validation and on a fixed
-# random subset of train of the same size, so the train/validation gap shows in one file.
-EVALUATED_SETS = ("train_subset", "validation")
+# Trainer's log keys -> our CSV columns. Evaluations run on each validation split and on a
+# fixed random subset of train of the same size, so the train/validation gap shows in one file.
 TRAIN_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", "loss": "train_loss",
                          "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
-EVALUATION_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", **{
-    f"eval_{name}_{metric}": f"{name}_{metric}" for name in EVALUATED_SETS for metric in ("loss", "accuracy", "f1")
-}}
+
+
+def evaluation_history_columns(task):
+    sets = ("train_subset", *task.validation_splits)
+    return {"step": "step", "epoch": "epoch", **{
+        f"eval_{name}_{metric}": f"{name}_{metric}" for name in sets for metric in ("loss", *task.metrics)
+    }}
 
 
 def history_rows(log_history, columns):
@@ -39,7 +42,7 @@ def mean_train_loss(train_rows):
     return sum(row["train_loss"] * length for row, length in zip(train_rows, window_lengths, strict=True)) / steps[-1]
 
 
-def best_evaluation(evaluation_rows, metric):
+def best_evaluation(evaluation_rows, split, metric):
     """The evaluation Trainer's load_best_model_at_end would pick: first best wins ties."""
     sign = 1 if metric == "loss" else -1
-    return min(evaluation_rows, key=lambda row: (sign * row[f"validation_{metric}"], row["step"]))
+    return min(evaluation_rows, key=lambda row: (sign * row[f"{split}_{metric}"], row["step"]))

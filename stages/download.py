@@ -1,40 +1,50 @@
-"""Stage `download`: MRPC from the Hub (or GLUE_DIR offline), checked, to data/raw/."""
+"""Stage `download`: the task's data (a GLUE task from the Hub or GLUE_DIR, or your own files),
+checked and normalised, to data/raw/ with task.json and provenance.json."""
 
+import collections
+import statistics
 import time
 
-from finetune.data import has_labels, load_mrpc, sha256
+from finetune.data import has_labels, load_data, sha256
 from finetune.errors import run_stage
 from finetune.outputs import atomic_output, write_json
-from finetune.params import load_params
-from finetune.paths import PROVENANCE_FILE, RAW_DIR, raw_split_file
+from finetune.params import HUB_DATASET, load_params
+from finetune.paths import PROVENANCE_FILE, RAW_DIR, TASK_FILE, raw_split_file
 
 
 def main():
     params = load_params()
     started = time.perf_counter()
-    splits, source = load_mrpc(params.dataset, params.dataset_config)
+    task, splits, source = load_data(params)
 
     with atomic_output(RAW_DIR) as staging:
-        provenance = {"dataset": params.dataset, "config": params.dataset_config, "source": source, "splits": {}}
-        for split, split_data in splits.items():
+        staging.mkdir(parents=True)
+        config = params.dataset_config if params.dataset == HUB_DATASET else None  # own data has none
+        provenance = {"dataset": params.dataset, "config": config, "source": source, "splits": {}}
+        for split in task.splits:
             split_file = staging / raw_split_file(split).name
-            split_data.to_parquet(str(split_file))
-            labelled = has_labels(split_data)
-            provenance["splits"][split] = {
-                "rows": len(split_data),
-                "label_counts": _label_counts(split_data) if labelled else None,
-                "sha256": sha256(split_file),
-            }
+            splits[split].to_parquet(str(split_file))
+            provenance["splits"][split] = {"rows": len(splits[split]), "sha256": sha256(split_file),
+                                           **_label_summary(splits[split], task)}
+        (staging / TASK_FILE.name).write_text(task.to_json())
         write_json(staging / PROVENANCE_FILE.name, provenance)
 
-    rows = ", ".join(f"{split} {len(data)}" for split, data in splits.items())
-    print(f"download: {rows} rows from {source['kind']} -> {RAW_DIR}/ in {time.perf_counter() - started:.1f}s")
+    kind = "regression" if task.regression else f"{task.num_labels} classes"
+    rows = ", ".join(f"{split} {len(splits[split])}" for split in task.splits)
+    origin = source["kind"] if source["kind"] == "hub" else f"{source['kind']} {source['layout']} files"
+    print(f"download: {task.name} ({kind}): {rows} rows from {origin} -> {RAW_DIR}/ "
+          f"in {time.perf_counter() - started:.1f}s")
 
 
-def _label_counts(split_data):
-    names = split_data.features["label"].names
-    labels = split_data["label"]
-    return {name: labels.count(label) for label, name in enumerate(names)}
+def _label_summary(split_data, task):
+    """Label counts per class name (a classification), or mean and variance (a regression);
+    None where the split is unlabelled."""
+    labels = split_data.data.column("label").to_pylist() if has_labels(split_data, task) else None
+    if task.regression:
+        return {"label_mean": statistics.fmean(labels) if labels else None,
+                "label_variance": statistics.pvariance(labels) if labels else None}
+    counts = collections.Counter(labels or ())
+    return {"label_counts": {name: counts[index] for index, name in enumerate(task.label_names)} if labels else None}
 
 
 if __name__ == "__main__":

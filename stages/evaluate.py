@@ -1,9 +1,9 @@
-"""Stage `evaluate`: the trained model on validation and test, to metrics/ and predictions/.
+"""Stage `evaluate`: the trained model on every validation and test split, to metrics/ and predictions/.
 
-Reports accuracy and F1 (the GLUE MRPC metric, from the project's `evaluate` module)
-and mean cross-entropy loss per split, each with a 95% bootstrap confidence interval,
-plus one CSV row per example for confusion matrices. A split without labels (GLUE's
-own test.tsv) gets predictions but no metrics.
+Reports the task's metrics (GLUE's, from the project's `evaluate` module) and the mean loss
+per split, each with a 95% bootstrap confidence interval, plus one CSV row per example for
+confusion matrices and scatter plots. A split without labels (GLUE's test sets) gets
+predictions but no metrics.
 """
 
 import tempfile
@@ -13,17 +13,19 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from finetune.data import NO_LABEL, load_tokenized, sorted_by_length
+from finetune.data import load_tokenized, sorted_by_length
 from finetune.errors import PipelineError, run_stage
 from finetune.models import device_arguments, load_classifier, load_tokenizer
 from finetune.outputs import write_csv, write_json
 from finetune.params import load_params
-from finetune.paths import EVALUATED_SPLITS, EVALUATION_METRICS_FILE, MODEL_DIR, predictions_file
-from finetune.scores import bootstrap_intervals, example_losses, mrpc_metrics
+from finetune.paths import EVALUATION_METRICS_FILE, MODEL_DIR, predictions_file
+from finetune.scores import bootstrap_intervals, example_losses, predictions_of, task_metrics
+from finetune.tasks import NO_LABEL, load_task
 
 
 def main():
     params = load_params()
+    task = load_task()
     started = time.perf_counter()
     if not (MODEL_DIR / "config.json").is_file():
         raise PipelineError(f"{MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
@@ -44,7 +46,7 @@ def main():
         )
         main_process = predictor.is_world_process_zero()
         metrics = {}
-        for split in EVALUATED_SPLITS:
+        for split in task.evaluated_splits:
             # Predicted in length order (little padding), then put back in idx order. Under
             # `accelerate launch`, each process predicts a share and Trainer gathers all the
             # predictions, each example once, to every process: the main process writes.
@@ -54,13 +56,11 @@ def main():
                 continue
             split_order = np.argsort(split_data["idx"])
             split_data = split_data.select(split_order)
-            logits = torch.from_numpy(np.asarray(output.predictions, dtype=np.float32)[split_order])
-            probabilities = logits.softmax(dim=-1)[:, 1].numpy()
-            predictions = logits.argmax(dim=-1).numpy()
-            labels = np.asarray(split_data["labels"])
-            _write_predictions(split, split_data["idx"], labels, predictions, probabilities)
-            if NO_LABEL not in labels:
-                metrics.update(_scores(split, logits, predictions, labels, params))
+            logits = np.asarray(output.predictions, dtype=np.float32)[split_order]
+            predictions, labels = predictions_of(task, logits), np.asarray(split_data["labels"])
+            _write_predictions(task, split, split_data["idx"], labels, predictions, logits)
+            if has_labels(task, labels):
+                metrics.update(_scores(task, split, logits, predictions, labels, params))
     if not main_process:
         return
     write_json(EVALUATION_METRICS_FILE, metrics)
@@ -72,11 +72,16 @@ def main():
     print(f"evaluate: {summary} -> {EVALUATION_METRICS_FILE} in {time.perf_counter() - started:.0f}s")
 
 
-def _scores(split, logits, predictions, labels, params):
+def has_labels(task, labels):
+    return not np.isnan(labels).any() if task.regression else NO_LABEL not in labels
+
+
+def _scores(task, split, logits, predictions, labels, params):
     """Point metrics and their bootstrap intervals, as flat `<split>_<metric>[_ci_low|_ci_high]` keys."""
-    losses = example_losses(logits.numpy(), labels)
-    points = {**mrpc_metrics(predictions, labels), "loss": float(losses.mean())}
-    intervals = bootstrap_intervals(predictions, labels, losses, params.bootstrap_resamples, params.bootstrap_seed)
+    losses = example_losses(task, logits, labels)
+    points = {**task_metrics(task, predictions, labels), "loss": float(losses.mean())}
+    intervals = bootstrap_intervals(task, predictions, labels, losses, params.bootstrap_resamples,
+                                    params.bootstrap_seed)
     scores = {}
     for name, value in points.items():
         low, high = intervals[name]
@@ -84,11 +89,22 @@ def _scores(split, logits, predictions, labels, params):
     return scores
 
 
-def _write_predictions(split, indices, labels, predictions, probabilities):
-    rows = [[index, label, prediction, f"{probability:.6f}"] for index, label, prediction, probability
-            in zip(indices, labels.tolist(), predictions.tolist(), probabilities.tolist(), strict=True)]
-    write_csv(predictions_file(split), ["idx", "label", "prediction", "probability_equivalent"], rows)
-
+def _write_predictions(task, split, indices, labels, predictions, logits):
+    """One row per example: label and prediction (class names, or scores for a regression), and
+    the probability of class 1 (two classes) or of each class."""
+    if task.regression:
+        header = ["idx", "label", "prediction"]
+        rows = [[index, "" if np.isnan(label) else f"{label:.6f}", f"{prediction:.6f}"]
+                for index, label, prediction in zip(indices, labels.tolist(), predictions.tolist(), strict=True)]
+    else:
+        probabilities = torch.from_numpy(logits).softmax(dim=-1).numpy()
+        shown = [1] if task.num_labels == 2 else list(range(task.num_labels))
+        header = ["idx", "label", "prediction", *(f"probability_{task.label_names[label]}" for label in shown)]
+        names = [*task.label_names, ""]  # index NO_LABEL (-1): no name
+        rows = [[index, names[label], names[prediction], *(f"{row[label]:.6f}" for label in shown)]
+                for index, label, prediction, row in zip(indices, labels.tolist(), predictions.tolist(),
+                                                         probabilities, strict=True)]
+    write_csv(predictions_file(split), header, rows)
 
 if __name__ == "__main__":
     run_stage(main)

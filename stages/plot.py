@@ -1,29 +1,23 @@
 """Stage `plot`: the run's report, metrics/report/report.md, with its PNGs beside it.
 
-Learning curves (loss; accuracy of train subset and validation; validation F1; learning
-rate), confusion matrices, the diagnosis in one sentence, the final metrics and the params
-that differ from the committed params.yaml. `dvc plots show` draws the same curves from
-the CSVs (see `plots:` in dvc.yaml); the report is for reading one run without DVC.
+Learning curves (loss and each of the task's metrics on the train subset and validation;
+learning rate), confusion matrices (or predicted-vs-true scatters for a regression), the
+diagnosis in one sentence, the final metrics and the params that differ from the committed
+params.yaml. `dvc plots show` draws curves from the CSVs (see `plots:` in dvc.yaml); the
+report is for reading one run without DVC.
 """
 
 import json
 import subprocess
 import time
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, never a window: stages run headless
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from finetune.data import LABEL_NAMES, NO_LABEL  # noqa: E402
-from finetune.diagnosis import REMEDIES, explanation  # noqa: E402
-from finetune.errors import PipelineError, run_stage  # noqa: E402
-from finetune.outputs import atomic_output, read_csv  # noqa: E402
-from finetune.params import load_params, read_yaml  # noqa: E402
-from finetune.paths import (  # noqa: E402
+from finetune.diagnosis import REMEDIES, explanation
+from finetune.errors import PipelineError, run_stage
+from finetune.figures import curves_of, plot_confusion, plot_curves, plot_scatter
+from finetune.outputs import atomic_output, read_csv
+from finetune.params import load_params, read_yaml
+from finetune.paths import (
     DIAGNOSIS_FILE,
-    EVALUATED_SPLITS,
     EVALUATION_HISTORY_FILE,
     EVALUATION_METRICS_FILE,
     PARAMS_FILE,
@@ -31,41 +25,42 @@ from finetune.paths import (  # noqa: E402
     TRAIN_HISTORY_FILE,
     predictions_file,
 )
+from finetune.tasks import load_task
 
-CURVES = {  # file name -> (title, y label, [(history, column, label)])
-    "loss.png": ("Loss", "cross-entropy loss", [("train", "train_loss", "train (running mean)"),
-                                                ("evaluations", "train_subset_loss", "train subset"),
-                                                ("evaluations", "validation_loss", "validation")]),
-    "accuracy.png": ("Accuracy", "accuracy", [("evaluations", "train_subset_accuracy", "train subset"),
-                                              ("evaluations", "validation_accuracy", "validation")]),
-    "f1.png": ("F1", "F1", [("evaluations", "train_subset_f1", "train subset"),
-                            ("evaluations", "validation_f1", "validation")]),
-    "learning_rate.png": ("Learning rate", "learning rate", [("train", "learning_rate", "learning rate")]),
-}
+# The report's PNGs, in a folder of their own that dvc.yaml declares as plots: any task's figures.
+FIGURES = "figures"
 
 
 def main():
     params = load_params()
+    task = load_task()
     started = time.perf_counter()
     histories = {"train": _read_csv(TRAIN_HISTORY_FILE), "evaluations": _read_csv(EVALUATION_HISTORY_FILE)}
     diagnosis = json.loads(DIAGNOSIS_FILE.read_text())
+    curves = curves_of(task)
     with atomic_output(REPORT_DIR) as staging:
-        staging.mkdir()
-        for file_name, (title, y_label, series) in CURVES.items():
-            baseline = diagnosis["majority_baseline"] if file_name == "accuracy.png" else None
-            _plot_curves(histories, title, y_label, series, staging / file_name, baseline)
-        confusion_files = []
-        for split in EVALUATED_SPLITS:
+        figures = staging / FIGURES
+        figures.mkdir(parents=True)
+        for file_name, (title, y_label, series) in curves.items():
+            baseline = diagnosis.get("majority_baseline") if file_name == "accuracy.png" else None
+            plot_curves(histories, title, y_label, series, figures / file_name, baseline)
+        prediction_files = []
+        for split in task.evaluated_splits:
             predictions = _read_csv(predictions_file(split))
-            if all(int(row["label"]) != NO_LABEL for row in predictions):
-                confusion_files.append(f"confusion_{split}.png")
-                _plot_confusion(predictions, split, staging / confusion_files[-1])
-        (staging / "report.md").write_text(_report(diagnosis, explanation(diagnosis, params), confusion_files))
-        written = sorted(path.name for path in staging.iterdir())
+            if any(row["label"] == "" for row in predictions):
+                continue  # a split without labels: nothing to compare with
+            prediction_files.append(f"{'scatter' if task.regression else 'confusion'}_{split}.png")
+            if task.regression:
+                plot_scatter(predictions, split, figures / prediction_files[-1])
+            else:
+                plot_confusion(predictions, task.label_names, split, figures / prediction_files[-1])
+        sentence = explanation(task, diagnosis, params)
+        (staging / "report.md").write_text(_report(diagnosis, sentence, [*curves, *prediction_files]))
+        written = sorted(str(path.relative_to(staging)) for path in staging.rglob("*.*"))
     print(f"plot: {', '.join(written)} -> {REPORT_DIR}/ in {time.perf_counter() - started:.1f}s")
 
 
-def _report(diagnosis, verdict_sentence, confusion_files):
+def _report(diagnosis, verdict_sentence, figures):
     metrics = json.loads(EVALUATION_METRICS_FILE.read_text())
     lines = ["# Training report", "", f"**Verdict: {verdict_sentence}.**", "",
              f"Suggested remedies: {REMEDIES[diagnosis['verdict']]}.", "", "## Final metrics", "",
@@ -79,7 +74,7 @@ def _report(diagnosis, verdict_sentence, confusion_files):
         lines.append("(no Git commit to compare with)")
     else:
         lines += [f"- `{key}`: {old!r} → {new!r}" for key, (old, new) in changed.items()] or ["(none)"]
-    lines += ["", "## Curves", ""] + [f"![{name}]({name})" for name in [*CURVES, *confusion_files]]
+    lines += ["", "## Curves", ""] + [f"![{name}]({FIGURES}/{name})" for name in figures]
     return "\n".join(lines) + "\n"
 
 
@@ -99,44 +94,6 @@ def _read_csv(path):
     if not path.is_file():
         raise PipelineError(f"{path} not found: run `dvc repro train evaluate` first")
     return read_csv(path)
-
-
-def _column(rows, name):
-    return [float(row[name]) for row in rows if row[name] not in ("", None)]
-
-
-def _plot_curves(histories, title, y_label, series, path, baseline=None):
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for history, column, label in series:
-        rows = histories[history]
-        marker = "o" if history == "evaluations" else None
-        axis.plot(_column(rows, "step"), _column(rows, column), label=label, marker=marker, alpha=0.8)
-    if baseline is not None:
-        axis.axhline(baseline, color="gray", linestyle="--", label=f"majority baseline ({baseline:.3f})")
-    axis.set(xlabel="step", ylabel=y_label, title=title)
-    axis.legend()
-    axis.grid(alpha=0.3)
-    _save(figure, path)
-
-
-def _plot_confusion(predictions, split, path):
-    counts = np.zeros((len(LABEL_NAMES), len(LABEL_NAMES)), dtype=int)
-    for row in predictions:
-        counts[int(row["label"]), int(row["prediction"])] += 1
-    figure, axis = plt.subplots(figsize=(4.5, 4))
-    axis.imshow(counts, cmap="Blues")
-    for (actual, predicted), count in np.ndenumerate(counts):
-        color = "white" if count > counts.max() / 2 else "black"
-        axis.text(predicted, actual, str(count), ha="center", va="center", color=color)
-    ticks = range(len(LABEL_NAMES))
-    axis.set(xticks=ticks, yticks=ticks, xticklabels=LABEL_NAMES, yticklabels=LABEL_NAMES,
-             xlabel="predicted", ylabel="actual", title=f"Confusion matrix ({split})")
-    _save(figure, path)
-
-
-def _save(figure, path):
-    figure.savefig(path, dpi=100, bbox_inches="tight")  # keeps long tick labels inside the image
-    plt.close(figure)
 
 
 if __name__ == "__main__":

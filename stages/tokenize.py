@@ -1,4 +1,4 @@
-"""Stage `tokenize`: sentence pairs to token ids with the checkpoint's tokenizer, to data/tokenized/.
+"""Stage `tokenize`: sentences or pairs to token ids with the checkpoint's tokenizer, to data/tokenized/.
 
 Truncated to `max_length` and left unpadded: batches are padded to their own longest
 pair at training time (dynamic padding), which is much cheaper than padding to max_length.
@@ -16,6 +16,7 @@ from finetune.models import load_tokenizer
 from finetune.outputs import atomic_output
 from finetune.params import load_params
 from finetune.paths import TOKENIZED_DIR, raw_split_file
+from finetune.tasks import load_task
 
 
 def main():
@@ -27,23 +28,27 @@ def main():
             f"params.yaml: max_length must be <= {tokenizer.model_max_length} for checkpoint "
             f"{params.checkpoint!r}, got {params.max_length}"
         )
-    raw_splits = load_raw_splits()
+    task = load_task()
+    raw_splits = load_raw_splits(task)
 
-    def tokenize_pairs(batch):
-        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=params.max_length)
+    def tokenize_texts(batch):  # one sentence or a pair, as the task has
+        texts = [batch[column] for column in task.text_columns]
+        return tokenizer(*texts, truncation=True, max_length=params.max_length)
 
     tokenized = datasets.DatasetDict({
-        split: split_data.map(tokenize_pairs, batched=True, remove_columns=["sentence1", "sentence2"],
+        split: split_data.map(tokenize_texts, batched=True, remove_columns=list(task.text_columns),
                               new_fingerprint=_fingerprint(params, split))
         for split, split_data in raw_splits.items()
     }).rename_column("label", "labels")
+    if task.regression:  # the model's squared-error loss takes float32 targets
+        tokenized = tokenized.cast_column("labels", datasets.Value("float32"))
     with atomic_output(TOKENIZED_DIR) as staging:
         tokenized.save_to_disk(str(staging))
 
     lengths = [len(ids) for ids in tokenized["train"]["input_ids"]]
     truncated = sum(length == params.max_length for length in lengths)
     print(
-        f"tokenize: {sum(map(len, tokenized.values()))} pairs, train mean {sum(lengths) / len(lengths):.1f} "
+        f"tokenize: {sum(map(len, tokenized.values()))} examples, train mean {sum(lengths) / len(lengths):.1f} "
         f"tokens, {truncated} at max_length {params.max_length} -> {TOKENIZED_DIR}/ "
         f"in {time.perf_counter() - started:.1f}s"
     )

@@ -1,4 +1,4 @@
-"""Stage `train`: fine-tune the checkpoint on MRPC train, evaluating on validation as it goes.
+"""Stage `train`: fine-tune the checkpoint on the task's train split, evaluating on validation as it goes.
 
 The Trainer and its options are wired in finetune/training.py; a run killed mid-way resumes
 from its last checkpoint (finetune/resume.py) and ends as an uninterrupted run would.
@@ -12,9 +12,9 @@ from transformers import set_seed
 from finetune.data import load_tokenized
 from finetune.errors import run_stage
 from finetune.history import (
-    EVALUATION_HISTORY_COLUMNS,
     TRAIN_HISTORY_COLUMNS,
     best_evaluation,
+    evaluation_history_columns,
     history_rows,
     mean_train_loss,
     write_history,
@@ -24,18 +24,21 @@ from finetune.outputs import atomic_output, write_json
 from finetune.params import load_params
 from finetune.paths import CHECKPOINT_DIR, EVALUATION_HISTORY_FILE, MODEL_DIR, TRAIN_HISTORY_FILE, TRAIN_METRICS_FILE
 from finetune.resume import last_complete_checkpoint, resumable_checkpoint
+from finetune.tasks import best_model_metric, load_task
 from finetune.training import build_trainer, evaluation_sets
 
 
 def main():
     params = load_params()
+    task = load_task()
+    watched = best_model_metric(params, task)
     started = time.perf_counter()
     set_seed(params.seed)
     tokenizer = load_tokenizer(params.checkpoint)
     tokenized = load_tokenized()
-    model = load_classifier(params.checkpoint, dropout=params.dropout)
-    trainer, speedups = build_trainer(params, model, tokenizer, tokenized["train"].remove_columns("idx"),
-                                      evaluation_sets(tokenized), str(CHECKPOINT_DIR))
+    model = load_classifier(params.checkpoint, task, dropout=params.dropout)
+    trainer, speedups = build_trainer(params, task, model, tokenizer, tokenized["train"].remove_columns("idx"),
+                                      evaluation_sets(task, tokenized), str(CHECKPOINT_DIR))
     main_process = trainer.is_world_process_zero()
     if main_process:
         print(f"train: CPU speed-ups {speedups}" if speedups else "train: CPU speed-ups off (cpu_speedups: false)")
@@ -55,13 +58,16 @@ def main():
         trainer.save_model(str(staging))  # saves the tokenizer beside the model
     shutil.rmtree(CHECKPOINT_DIR)  # finished: a forced re-run starts afresh
     state = trainer.state
+    evaluation_columns = evaluation_history_columns(task)
     train_rows = history_rows(state.log_history, TRAIN_HISTORY_COLUMNS)
-    evaluation_rows = history_rows(state.log_history, EVALUATION_HISTORY_COLUMNS)
+    evaluation_rows = history_rows(state.log_history, evaluation_columns)
     write_history(TRAIN_HISTORY_FILE, train_rows, TRAIN_HISTORY_COLUMNS)
-    write_history(EVALUATION_HISTORY_FILE, evaluation_rows, EVALUATION_HISTORY_COLUMNS)
+    write_history(EVALUATION_HISTORY_FILE, evaluation_rows, evaluation_columns)
 
-    best = best_evaluation(evaluation_rows, params.best_model_metric)
+    validation = task.validation_splits[0]
+    best = best_evaluation(evaluation_rows, validation, watched)
     saved = best if params.early_stopping_patience > 0 else evaluation_rows[-1]
+    saved_scores = {f"{validation}_{metric}": saved[f"{validation}_{metric}"] for metric in (*task.metrics, "loss")}
     write_json(TRAIN_METRICS_FILE, {
         "train_loss": mean_train_loss(train_rows),
         "trained_steps": state.global_step,
@@ -69,15 +75,11 @@ def main():
         "stopped_early": state.global_step < state.max_steps,
         "best_step": best["step"],
         "saved_model_step": saved["step"],
-        "saved_model_validation_accuracy": saved["validation_accuracy"],
-        "saved_model_validation_f1": saved["validation_f1"],
-        "saved_model_validation_loss": saved["validation_loss"],
+        **{f"saved_model_{key}": value for key, value in saved_scores.items()},
     })
-    print(
-        f"train: {state.global_step} steps ({state.epoch:.2f} epochs) in {time.perf_counter() - started:.0f}s, "
-        f"saved model of step {saved['step']} (validation accuracy {saved['validation_accuracy']:.4f}, "
-        f"F1 {saved['validation_f1']:.4f}) -> {MODEL_DIR}/"
-    )
+    scores = ", ".join(f"{key} {value:.4f}" for key, value in saved_scores.items() if not key.endswith("_loss"))
+    print(f"train: {state.global_step} steps ({state.epoch:.2f} epochs) in {time.perf_counter() - started:.0f}s, "
+          f"saved model of step {saved['step']} ({scores}) -> {MODEL_DIR}/")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""Fixtures the tests make themselves: a tiny random BERT, synthetic MRPC in both layouts,
-and a scratch project folder with tiny params, so no test needs the network."""
+"""Fixtures the tests make themselves: a tiny random BERT, synthetic data for any GLUE task in
+both offline layouts and for your own files, and a scratch project folder with tiny params, so
+no test needs the network."""
 
+import json
 import os
 import random
 import shutil
@@ -39,17 +41,159 @@ def write_parquet_layout(glue_dir, frames=None):
 
 
 def write_tsv_layout(glue_dir):
-    """GLUE's own files: Quality/#1 ID/#2 ID/#1 String/#2 String, test.tsv without labels."""
-    (glue_dir / "MRPC").mkdir(parents=True)
-    for seed, (split, file_name) in enumerate([("train", "train.tsv"), ("validation", "dev.tsv"), ("test", "test.tsv")]):
-        frame = synthetic_pairs(SPLIT_ROWS[split], seed)
-        lines = ["index\t#1 ID\t#2 ID\t#1 String\t#2 String" if split == "test"
-                 else "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"]
-        for row in frame.itertuples():
-            first = row.idx if split == "test" else row.label
-            lines.append(f'{first}\t{1000 + row.idx}\t{2000 + row.idx}\t{row.sentence1} "quoted\t{row.sentence2}')
-        (glue_dir / "MRPC" / file_name).write_text("\n".join(lines) + "\n")
+    """GLUE's own MRPC files: Quality/#1 ID/#2 ID/#1 String/#2 String, test.tsv without labels,
+    train.tsv and dev.tsv starting with a byte-order mark, as GLUE's download script leaves them."""
+    return write_glue_task(glue_dir, "mrpc", "tsv")
+
+
+def split_rows(split):
+    """SPLIT_ROWS for any split name (MNLI's validation_matched has validation's rows)."""
+    return SPLIT_ROWS[split.split("_")[0]]
+
+
+def synthetic_task_frame(task, rows, seed, labelled=True):
+    """Rows whose label the text determines, for any task of finetune/tasks.py (columns: the
+    task's text columns, label, idx). One sentence: the class picks which half of WORDS it is
+    written with. A pair: how many of sentence1's words sentence2 reorders; all of them for
+    class 1 of two (as in `synthetic_pairs`, which this equals for two classes), all, half or
+    none for three classes, and a score of 5 x the kept share for a regression."""
+    generator = random.Random(seed)
+    records = []
+    for index in range(rows):
+        words = generator.choices(WORDS, k=generator.randint(4, 12))
+        label = index % task.num_labels
+        if len(task.text_columns) == 1:
+            half = len(WORDS) // 2
+            vocabulary = WORDS[:half] if label else WORDS[half:]
+            texts = [" ".join(vocabulary[WORDS.index(word) % half] for word in words)]
+        else:
+            if task.regression:
+                kept = generator.randint(0, len(words))
+                label = round(5 * kept / len(words), 2)
+            else:
+                kept = len(words) if label == 1 else 0  # two classes
+                if task.num_labels == 3:
+                    kept = [len(words), len(words) // 2, 0][label]
+            other = words[:kept] + generator.choices(WORDS, k=len(words) - kept)
+            generator.shuffle(other)
+            texts = [" ".join(words), " ".join(other)]
+        if not labelled:
+            label = -1.0 if task.regression else -1
+        records.append({**dict(zip(task.text_columns, texts, strict=True)), "label": label, "idx": index})
+    return pd.DataFrame.from_records(records)
+
+
+# GLUE's TSV files: folder, header of train/dev (None: no header line), a train/dev row, and the
+# same for test files (no label). {a}, {b}: the texts; {i}: row number; {label}: as GLUE writes it.
+GLUE_TSV_FILES = {
+    "cola": ("CoLA", None, "gj04\t{label}\t{star}\t{a}", "index\tsentence", "{i}\t{a}"),
+    "sst2": ("SST-2", "sentence\tlabel", "{a}\t{label}", "index\tsentence", "{i}\t{a}"),
+    "mrpc": ("MRPC", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String", "{label}\t{id1}\t{id2}\t{a}\t{b}",
+             "index\t#1 ID\t#2 ID\t#1 String\t#2 String", "{i}\t{id1}\t{id2}\t{a}\t{b}"),
+    "qqp": ("QQP", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate", "{i}\t{id1}\t{id2}\t{a}\t{b}\t{label}",
+            "id\tquestion1\tquestion2", "{i}\t{a}\t{b}"),
+    "stsb": ("STS-B", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore",
+             "{i}\tmain-captions\tMSRvid\t2012test\t{id1}\tnone\tnone\t{a}\t{b}\t{label}",
+             "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2",
+             "{i}\tmain-captions\tMSRvid\t2012test\t{id1}\tnone\tnone\t{a}\t{b}"),
+    "mnli": ("MNLI", "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse"
+             "\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label",
+             "{i}\t{id1}\t{id1}e\tfiction\t( {a} )\t( {b} )\t(ROOT {a})\t(ROOT {b})\t{a}\t{b}\t{label}\t{label}",
+             "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse"
+             "\tsentence2_parse\tsentence1\tsentence2",
+             "{i}\t{id1}\t{id1}e\tfiction\t( {a} )\t( {b} )\t(ROOT {a})\t(ROOT {b})\t{a}\t{b}"),
+    "qnli": ("QNLI", "index\tquestion\tsentence\tlabel", "{i}\t{a}\t{b}\t{label}", "index\tquestion\tsentence",
+             "{i}\t{a}\t{b}"),
+    "rte": ("RTE", "index\tsentence1\tsentence2\tlabel", "{i}\t{a}\t{b}\t{label}", "index\tsentence1\tsentence2",
+            "{i}\t{a}\t{b}"),
+    "wnli": ("WNLI", "index\tsentence1\tsentence2\tlabel", "{i}\t{a}\t{b}\t{label}", "index\tsentence1\tsentence2",
+             "{i}\t{a}\t{b}"),
+}
+GLUE_TSV_NAMED_LABELS = ("mnli", "qnli", "rte")  # their TSV files write class names, not indices
+# The Hub's MRPC test split has labels; every other GLUE test split has -1 (-1.0 for STS-B).
+HUB_LABELLED_TESTS = ("mrpc",)
+
+
+def glue_task_frames(config, layout):
+    """The synthetic frames `write_glue_task` writes, per split (labels as data/raw holds them)."""
+    from finetune.tasks import GLUE_TASKS
+
+    task = GLUE_TASKS[config]
+    return {split: synthetic_task_frame(task, split_rows(split), seed, labelled=split not in task.test_splits
+                                        or (layout == "parquet" and config in HUB_LABELLED_TESTS))
+            for seed, split in enumerate(task.splits)}
+
+
+def write_glue_task(glue_dir, config, layout):
+    """Learnable synthetic data for GLUE task `config`, as the Hub's parquet files ("parquet":
+    <config>/<split>-00000-of-00001.parquet) or GLUE's own TSV files ("tsv": e.g. STS-B/dev.tsv,
+    unquoted, with a bare " in the first text of each row)."""
+    from finetune.tasks import GLUE_TASKS
+
+    task, frames = GLUE_TASKS[config], glue_task_frames(config, layout)
+    if layout == "parquet":
+        (glue_dir / config).mkdir(parents=True, exist_ok=True)
+        for split, frame in frames.items():
+            frame.to_parquet(glue_dir / config / f"{split}-00000-of-00001.parquet", index=False)
+        return glue_dir
+    folder, header, row_format, test_header, test_row_format = GLUE_TSV_FILES[config]
+    (glue_dir / folder).mkdir(parents=True, exist_ok=True)
+    for split, frame in frames.items():
+        test = split in task.test_splits
+        lines = [test_header] if test else [header] if header else []
+        for row in frame.to_dict("records"):
+            label = row["label"]
+            if config in GLUE_TSV_NAMED_LABELS:
+                label = task.label_names[label]
+            texts = [row[column] for column in task.text_columns]
+            lines.append((test_row_format if test else row_format).format(
+                i=row["idx"], id1=1000 + row["idx"], id2=2000 + row["idx"], a=texts[0] + ' "quoted', b=texts[-1],
+                label=label, star="" if label else "*"))
+        file_name = split.replace("validation", "dev") + ".tsv"
+        # GLUE's own MRPC train.tsv and dev.tsv begin with a byte-order mark.
+        encoding = "utf-8-sig" if config == "mrpc" and not test else "utf-8"
+        (glue_dir / folder / file_name).write_text("\n".join(lines) + "\n", encoding=encoding)
     return glue_dir
+
+
+def own_data_frame(split, text_columns, label_column, labels, seed):
+    """Rows of your own data: class `labels[i % len(labels)]` picks the slice of WORDS its texts
+    are written with; `labels` None: a regression whose score is 5 x the share of WORDS' first half."""
+    generator = random.Random(seed)
+    classes = len(labels) if labels else 2
+    records = []
+    for index in range(split_rows(split)):
+        texts = [generator.choices(WORDS[index % classes::classes], k=generator.randint(4, 10)) for _ in text_columns]
+        if labels:
+            label = labels[index % classes]
+        else:
+            words = generator.choices(WORDS, k=8)
+            texts[0] = words
+            label = round(5 * sum(WORDS.index(word) < len(WORDS) // 2 for word in words) / 8 + 0.01, 3)
+        texts = {column: " ".join(text) for column, text in zip(text_columns, texts, strict=True)}
+        records.append({**texts, label_column: label})
+    return pd.DataFrame.from_records(records)
+
+
+def write_own_data(folder, fmt, text_columns, label_column, labels, *, test_labels=True, validation_name="validation"):
+    """Your own data in format `fmt` (csv, tsv, json, jsonl, parquet): train, validation (or
+    `validation_name`) and test files, with the columns `text_columns` and `label_column`.
+    `labels`: the classes as written (strings or integers), or None for float scores."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, (split, name) in enumerate([("train", "train"), ("validation", validation_name), ("test", "test")]):
+        frame = own_data_frame(split, text_columns, label_column, labels, seed)
+        if split == "test" and not test_labels:
+            frame = frame.drop(columns=label_column)
+        path = folder / f"{name}.{fmt}"
+        if fmt in ("csv", "tsv"):
+            frame.to_csv(path, sep="," if fmt == "csv" else "\t", index=False)
+        elif fmt == "json":
+            path.write_text(json.dumps(frame.to_dict("records"), indent=1))
+        elif fmt == "jsonl":
+            path.write_text("".join(json.dumps(record) + "\n" for record in frame.to_dict("records")))
+        else:
+            frame.to_parquet(path, index=False)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +286,7 @@ def copy_project(destination):
     destination.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(PROJECT_ROOT / name, destination / name)
-    for package in ("stages", "finetune"):
+    for package in ("stages", "finetune", "nyu-mll"):
         shutil.copytree(PROJECT_ROOT / package, destination / package, ignore=shutil.ignore_patterns("__pycache__"))
     (destination / ".dvc").mkdir()
     for name in ("config", ".gitignore"):

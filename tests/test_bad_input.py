@@ -3,13 +3,23 @@ exit status 1, and nothing written. Each case runs a stage's entry point (`run_s
 as `python -m stages.<stage>` does."""
 
 import re
+import shutil
 
+import pandas as pd
 import pytest
 import yaml
 
 from finetune.errors import run_stage
-from stages import download, tokenize
-from tests.conftest import SPLIT_ROWS, synthetic_pairs, write_params, write_parquet_layout, write_tsv_layout
+from stages import download, tokenize, train
+from tests.conftest import (
+    SPLIT_ROWS,
+    synthetic_pairs,
+    write_glue_task,
+    write_own_data,
+    write_params,
+    write_parquet_layout,
+    write_tsv_layout,
+)
 
 
 def run_failing(stage, capsys):
@@ -29,7 +39,8 @@ def changed(**changes):
 
 # (id, how params.yaml changes, the exact error line after "error: params.yaml: ")
 BAD_PARAMS = [
-    ("typo", changed(lrr=1e-5), "unknown key 'lrr' (known keys: dataset, dataset_config, checkpoint, "),
+    ("typo", changed(lrr=1e-5),
+     "unknown key 'lrr' (known keys: dataset, dataset_config, text_columns, label_column, checkpoint, "),
     ("missing", without("seed"), "missing key 'seed'"),
     ("lr-negative", changed(lr=-1), "lr must be > 0, got -1.0"),
     ("lr-zero", changed(lr=0), "lr must be > 0, got 0.0"),
@@ -46,7 +57,8 @@ BAD_PARAMS = [
     ("scheduler", changed(lr_scheduler="exponential"),
      "lr_scheduler must be one of linear, cosine, constant, constant_with_warmup, got 'exponential'"),
     ("best-metric", changed(best_model_metric="precision"),
-     "best_model_metric must be one of accuracy, f1, loss, got 'precision'"),
+     "best_model_metric must be one of auto, loss, accuracy, f1, macro_f1, matthews_correlation, pearson, "
+     "spearmanr, got 'precision'"),
     ("flag-text", changed(group_by_length="yes"), "group_by_length must be true or false, got 'yes'"),
     ("checkpoint-empty", changed(checkpoint=" "), "checkpoint must be a non-empty string, got ' '"),
     ("eval-steps-zero", changed(eval_steps=0), "eval_steps must be > 0, got 0"),
@@ -62,6 +74,8 @@ BAD_PARAMS = [
      "warmup_ratio must be 0 with lr_scheduler constant, which has no warm-up (use constant_with_warmup), got 0.1"),
     ("fp16-cpu", changed(precision="fp16"),
      "precision fp16 needs a CUDA GPU (use bf16 or fp32 on a CPU), got 'fp16'"),
+    ("glue-config-typo", changed(dataset_config="mrcp"),
+     "dataset_config 'mrcp' is not a GLUE task (one of cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)"),
 ]
 
 
@@ -146,9 +160,9 @@ TEST_PARQUET = "test-00000-of-00001.parquet"
 
 # (id, how the data folder is written, regular expression of the error line after "error: ")
 BAD_DATA = [
-    ("label-2", parquet_files("train", set_cell("label", 5, 2)), rf".*/{TRAIN_PARQUET} row 5: label 2 is not 0 or 1"),
+    ("label-2", parquet_files("train", set_cell("label", 5, 2)), rf".*/{TRAIN_PARQUET} row 5: label 2 is not one of 0, 1"),
     ("label-negative", parquet_files("validation", set_cell("label", 0, -7)),
-     rf".*/{VALIDATION_PARQUET} row 0: label -7 is not 0 or 1"),
+     rf".*/{VALIDATION_PARQUET} row 0: label -7 is not one of 0, 1"),
     ("blank-sentence", parquet_files("validation", set_cell("sentence2", 3, "  ")),
      rf".*/{VALIDATION_PARQUET} row 3: sentence2 is empty or not text \('  '\)"),
     ("null-sentence", parquet_files("train", set_cell("sentence1", 7, None)),
@@ -167,10 +181,10 @@ BAD_DATA = [
     ("not-parquet", damaged_file(f"mrpc/{TRAIN_PARQUET}", lambda path: path.write_text("idx,label\n0,1\n")),
      rf".*/{TRAIN_PARQUET}: unreadable parquet file \(.+\)"),
     ("tsv-label-text", damaged_file("MRPC/train.tsv", tsv_cell(3, 0, "yes"), write_tsv_layout),
-     r".*/MRPC/train.tsv row 3: label 'yes' is not 0 or 1"),
+     r".*/MRPC/train.tsv row 3: label 'yes' is not one of 0, 1"),
     ("tsv-missing-column", damaged_file("MRPC/dev.tsv", edited_tsv(
         lambda lines: ["\t".join(line.split("\t")[:4]) for line in lines]), write_tsv_layout),
-     r".*/MRPC/dev.tsv: missing column '#2 String'"),
+     r".*/MRPC/dev.tsv: missing column '#2 String' \(found: Quality, #1 ID, #2 ID, #1 String\)"),
     ("tsv-empty-sentence", damaged_file("MRPC/dev.tsv", tsv_cell(2, 3, ""), write_tsv_layout),
      r".*/MRPC/dev.tsv row 2: sentence1 is empty or not text \(''\)"),
     ("tsv-truncated-row", damaged_file("MRPC/test.tsv", edited_tsv(
@@ -188,3 +202,106 @@ def test_bad_data_file_is_named_with_row_and_problem(project, tmp_path_factory, 
     assert stderr.count("\n") == 1
     assert re.fullmatch(f"error: {message}\n", stderr), stderr
     assert not (project / "data").exists()
+
+
+def own_files(fmt, text_columns, label_column, labels, damage=lambda folder: None):
+    """Writes your own data (train, validation and test files), then damages it."""
+    def write(folder):
+        write_own_data(folder, fmt, text_columns, label_column, labels)
+        damage(folder)
+        return folder
+    return write
+
+
+def own_cell(file_name, row, column, value):
+    """Set one cell of one of your files (csv or jsonl)."""
+    def damage(folder):
+        path = folder / file_name
+        frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+        if path.suffix == ".jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_csv(path, index=False)
+    return damage
+
+
+def replaced_line(file_name, line_number, content):
+    """Replace line `line_number` (1-based) of one of your files with `content` (bytes)."""
+    def damage(folder):
+        path = folder / file_name
+        lines = path.read_bytes().split(b"\n")
+        lines[line_number - 1] = content
+        path.write_bytes(b"\n".join(lines))
+    return damage
+
+
+def latin1_train(folder):
+    (folder / "train.csv").write_bytes(b"review,sentiment\na fine cat,pos\ncaf\xe9 dog,neg\n")
+
+
+REVIEWS = ("csv", ["review"], "sentiment", ["neg", "pos"])
+SCORES = ("jsonl", ["question", "answer"], "score", None)
+
+# (id, how the data folder is written, text_columns, label_column, regular expression of the error line after "error: ")
+BAD_OWN_DATA = [
+    ("text-column-absent", own_files(*REVIEWS), ["text"], "sentiment",
+     r".*/reviews/train.csv: missing column 'text' \(found: review, sentiment\)"),
+    ("label-column-absent", own_files(*REVIEWS), ["review"], "stars",
+     r".*/reviews/train.csv: missing column 'stars' \(found: review, sentiment\)"),
+    ("text-column-absent-in-test", own_files(*REVIEWS, lambda folder: pd.read_csv(folder / "test.csv").rename(
+        columns={"review": "text"}).to_csv(folder / "test.csv", index=False)), ["review"], "sentiment",
+     r".*/reviews/test.csv: missing column 'review' \(found: text, sentiment\)"),
+    ("split-missing", own_files(*REVIEWS, lambda folder: (folder / "validation.csv").unlink()), ["review"], "sentiment",
+     r"split 'validation' missing: no file validation or dev \(\.csv, \.tsv, \.json, \.jsonl or \.parquet\) "
+     r"in .*/reviews"),
+    ("two-files-for-a-split", own_files(*REVIEWS, lambda folder: shutil.copy(folder / "validation.csv",
+                                                                              folder / "dev.jsonl")),
+     ["review"], "sentiment", r"split 'validation' has 2 files: .*/reviews/validation.csv, .*/reviews/dev.jsonl; keep one"),
+    ("label-unseen-in-train", own_files(*REVIEWS, own_cell("validation.csv", 2, "sentiment", "meh")), ["review"],
+     "sentiment", r".*/reviews/validation.csv row 2: label 'meh' is not one of train's labels \(neg, pos\)"),
+    ("label-empty-in-train", own_files(*REVIEWS, own_cell("train.csv", 4, "sentiment", None)), ["review"], "sentiment",
+     r".*/reviews/train.csv row 4: no label in column 'sentiment' \(only a test file may lack labels\)"),
+    ("regression-label-not-a-number", own_files(*SCORES, own_cell("validation.jsonl", 1, "score", "high")),
+     ["question", "answer"], "score",
+     r".*/reviews/validation.jsonl row 1: label 'high' is not a number \(train's labels are numbers: a regression\)"),
+    ("empty-text", own_files(*SCORES, own_cell("test.jsonl", 3, "answer", "")), ["question", "answer"], "score",
+     r".*/reviews/test.jsonl row 3: answer is empty or not text \(''\)"),
+    ("not-utf8", own_files(*REVIEWS, latin1_train), ["review"], "sentiment",
+     r".*/reviews/train.csv: not UTF-8 \(byte 0xe9 at offset 35, line 3\); save it as UTF-8"),
+    ("unquoted-comma", own_files(*REVIEWS, replaced_line("validation.csv", 4, b"a cat, a dog,pos")), ["review"], "sentiment",
+     r".*/reviews/validation.csv row 2: 3 cells but 2 columns \(review, sentiment\); a text with an unquoted ','\?"),
+    ("broken-json-line", own_files(*SCORES, replaced_line("train.jsonl", 3, b'{"question": "a cat",')),
+     ["question", "answer"], "score",
+     r".*/reviews/train.jsonl: not valid JSON lines \(line 3: Expecting property name enclosed in double quotes\)"),
+    ("label-also-a-text-column", own_files(*REVIEWS), ["review", "sentiment"], "sentiment",
+     r"params.yaml: text_columns must not include label_column \('sentiment'\), 'label' or 'idx' \(data/raw's names "
+     r"for the label and row number\), got \['review', 'sentiment'\]"),
+]
+
+
+@pytest.mark.parametrize(("write", "text_columns", "label_column", "message"), [case[1:] for case in BAD_OWN_DATA],
+                         ids=[case[0] for case in BAD_OWN_DATA])
+def test_bad_own_data_is_named_with_file_row_and_problem(project, tiny_params, tmp_path_factory, capsys, write,
+                                                         text_columns, label_column, message):
+    folder = write(tmp_path_factory.mktemp("own") / "reviews")
+    write_params(project, tiny_params, dataset=str(folder), text_columns=text_columns, label_column=label_column)
+    status, stderr = run_failing(download, capsys)
+    assert status == 1
+    assert stderr.count("\n") == 1
+    assert re.fullmatch(f"error: {message}\n", stderr), stderr
+    assert not (project / "data").exists()
+
+
+def test_a_best_model_metric_the_task_lacks_stops_train_before_it_writes(project, tiny_params, tmp_path_factory,
+                                                                          monkeypatch, capsys):
+    monkeypatch.setenv("GLUE_DIR", str(write_glue_task(tmp_path_factory.mktemp("glue-rte"), "rte", "parquet")))
+    write_params(project, tiny_params, dataset_config="rte", best_model_metric="f1")
+    download.main()
+    tokenize.main()
+    status, stderr = run_failing(train, capsys)
+    assert status == 1
+    assert stderr == ("error: params.yaml: best_model_metric must be auto, loss or one of the rte metrics (accuracy), "
+                      "got 'f1'\n")
+    assert not (project / "models").exists() and not (project / "checkpoints").exists()

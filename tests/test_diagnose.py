@@ -7,9 +7,11 @@ import pytest
 
 from finetune.diagnosis import REMEDIES, diagnose, explanation
 from finetune.params import load_params
+from finetune.tasks import GLUE_TASKS
 from tests.conftest import PROJECT_ROOT
 
 PARAMS = load_params(PROJECT_ROOT / "params.yaml")
+MRPC = GLUE_TASKS["mrpc"]
 BASELINE = 279 / 408  # MRPC validation: share of "equivalent"
 STEPS = range(10, 1010, 10)
 EVALUATION_STEPS = range(100, 1100, 100)
@@ -57,27 +59,42 @@ HISTORIES = {
 
 @pytest.mark.parametrize("expected", HISTORIES)
 def test_each_clear_history_gets_its_verdict(expected):
-    diagnosis = diagnose(*HISTORIES[expected], BASELINE, PARAMS)
-    assert diagnosis["verdict"] == expected, explanation(diagnosis, PARAMS)
-    assert explanation(diagnosis, PARAMS).startswith(f"{expected}: ")
+    diagnosis = diagnose(MRPC, *HISTORIES[expected], BASELINE, PARAMS)
+    assert diagnosis["verdict"] == expected, explanation(MRPC, diagnosis, PARAMS)
+    assert explanation(MRPC, diagnosis, PARAMS).startswith(f"{expected}: ")
 
 
 def test_diagnosis_metrics_are_numbers_and_the_verdict():
     # `dvc exp show` and `dvc metrics diff` print every key as a column: sentences belong to the report.
-    diagnosis = diagnose(*HISTORIES["healthy"], BASELINE, PARAMS)
+    diagnosis = diagnose(MRPC, *HISTORIES["healthy"], BASELINE, PARAMS)
     assert {key for key, value in diagnosis.items() if not isinstance(value, (int, float))} == {"verdict"}
 
 
 def test_overfitting_evidence_names_the_minimum_and_the_rise():
-    diagnosis = diagnose(*HISTORIES["overfitting"], BASELINE, PARAMS)
+    diagnosis = diagnose(MRPC, *HISTORIES["overfitting"], BASELINE, PARAMS)
     assert diagnosis["min_validation_loss_step"] == 300
     assert diagnosis["evaluations_after_min_loss"] == 7
     assert diagnosis["validation_loss_rise"] == pytest.approx((0.45 + 0.0012 * 700) / 0.45 - 1)
     assert diagnosis["accuracy_gap"] == pytest.approx(0.20)
     assert "early stopping" in REMEDIES[diagnosis["verdict"]]
-    assert "rose 187% over the 7 evaluations after its minimum at step 300" in explanation(diagnosis, PARAMS)
+    assert "rose 187% over the 7 evaluations after its minimum at step 300" in explanation(MRPC, diagnosis, PARAMS)
 
 
 def test_thresholds_are_params():
     relaxed = PARAMS.__class__(**{**vars(PARAMS), "diagnose_loss_rise": 5.0})
-    assert diagnose(*HISTORIES["overfitting"], BASELINE, relaxed)["verdict"] == "healthy"
+    assert diagnose(MRPC, *HISTORIES["overfitting"], BASELINE, relaxed)["verdict"] == "healthy"
+
+
+def test_a_regression_is_judged_against_predicting_the_mean():
+    stsb = GLUE_TASKS["stsb"]
+    mean_baseline_loss = 2.0  # the squared error of always predicting the train mean
+    learnt = [{"step": step, "validation_loss": 1.0 - step / 2000, "validation_pearson": 0.8,
+               "train_subset_pearson": 0.85} for step in EVALUATION_STEPS]
+    stuck = [{**row, "validation_loss": 2.05, "validation_pearson": 0.01} for row in learnt]
+    train = train_rows(falling(2.0, 0.8))
+    diagnosis = diagnose(stsb, train, learnt, mean_baseline_loss, PARAMS)
+    assert diagnosis["verdict"] == "healthy" and diagnosis["mean_baseline_loss"] == 2.0
+    assert diagnosis["pearson_gap"] == pytest.approx(0.05)
+    assert "below the squared error of predicting the train mean (2.000)" in explanation(stsb, diagnosis, PARAMS)
+    diagnosis = diagnose(stsb, train, stuck, mean_baseline_loss, PARAMS)
+    assert diagnosis["verdict"] == "underfitting", explanation(stsb, diagnosis, PARAMS)

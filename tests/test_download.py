@@ -1,16 +1,107 @@
 import json
+import math
+import os
+from pathlib import Path
 
 import datasets
 import pandas as pd
 import pytest
 
+from finetune.data import GLUE_TSV
 from finetune.errors import PipelineError
+from finetune.tasks import GLUE_TASKS
 from stages import download
-from tests.conftest import SPLIT_ROWS, run_stage_process, synthetic_pairs, write_tsv_layout
+from tests.conftest import (
+    SPLIT_ROWS,
+    glue_task_frames,
+    run_stage_process,
+    split_rows,
+    synthetic_pairs,
+    write_glue_task,
+    write_own_data,
+    write_params,
+    write_tsv_layout,
+)
+
+# The real offline mirror, when the test run is given one (GLUE_DIR=../shared/data/glue make test).
+MIRROR = Path(os.environ["GLUE_DIR"]).resolve() if os.environ.get("GLUE_DIR") else None
 
 
-def read_raw(project):
-    return {split: pd.read_parquet(project / "data" / "raw" / f"{split}.parquet") for split in SPLIT_ROWS}
+def read_raw(project, splits=tuple(SPLIT_ROWS)):
+    return {split: pd.read_parquet(project / "data" / "raw" / f"{split}.parquet") for split in splits}
+
+
+def read_json(project, name):
+    return json.loads((project / "data" / "raw" / name).read_text())
+
+
+def raw_label_names(project, split="train"):
+    return datasets.Dataset.from_parquet(str(project / "data" / "raw" / f"{split}.parquet")).features["label"].names
+
+
+def test_tsv_table_names_the_columns_of_every_glue_task():
+    assert set(GLUE_TSV) == set(GLUE_TASKS)
+    for config, tsv in GLUE_TSV.items():
+        assert tuple(tsv.text) == GLUE_TASKS[config].text_columns
+        assert set(tsv.files) == set(GLUE_TASKS[config].splits)
+
+
+@pytest.mark.parametrize("layout", ["parquet", "tsv"])
+@pytest.mark.parametrize("config", list(GLUE_TASKS))
+def test_every_glue_task_loads_from_either_offline_layout(project, tiny_params, tmp_path_factory, monkeypatch,
+                                                          config, layout):
+    task = GLUE_TASKS[config]
+    monkeypatch.setenv("GLUE_DIR", str(write_glue_task(tmp_path_factory.mktemp("glue"), config, layout)))
+    write_params(project, tiny_params, dataset_config=config)
+    download.main()
+
+    assert read_json(project, "task.json") == json.loads(task.to_json())
+    raw = read_raw(project, task.splits)
+    expected = glue_task_frames(config, layout)
+    provenance = read_json(project, "provenance.json")
+    assert provenance["config"] == config and provenance["source"]["layout"] == layout
+    assert len(provenance["source"]["files_sha256"]) == len(task.splits)
+    for split, frame in raw.items():
+        assert list(frame.columns) == [*task.text_columns, "label", "idx"]
+        assert len(frame) == split_rows(split) and list(frame["idx"]) == list(range(len(frame)))
+        assert frame["label"].dtype == ("float64" if task.regression else "int64")
+        for column in task.text_columns:
+            # GLUE's TSV files are not quoted: the bare " written after each first text stays as it is
+            suffix = ' "quoted' if layout == "tsv" and column == task.text_columns[0] else ""
+            assert frame[column].tolist() == [text + suffix for text in expected[split][column]]
+        labels = expected[split]["label"].tolist()
+        summary = provenance["splits"][split]
+        assert summary["rows"] == len(frame) and len(summary["sha256"]) == 64
+        if labels[0] == -1:  # unlabelled test split: -1, or NaN for a regression
+            assert frame["label"].isna().all() if task.regression else set(frame["label"]) == {-1}
+            assert summary.get("label_counts", summary.get("label_mean", "absent")) is None
+        elif task.regression:
+            assert frame["label"].tolist() == pytest.approx(labels)
+            assert summary["label_mean"] == pytest.approx(sum(labels) / len(labels))
+            assert summary["label_variance"] > 0
+        else:
+            assert frame["label"].tolist() == labels
+            assert summary["label_counts"] == {name: labels.count(index) for index, name in enumerate(task.label_names)}
+    if not task.regression:
+        assert raw_label_names(project) == list(task.label_names)
+
+
+def test_bom_and_crlf_tsv_files_read_like_plain_ones(project, tmp_path_factory, monkeypatch):
+    glue_dir = write_tsv_layout(tmp_path_factory.mktemp("glue-tsv"))
+    assert (glue_dir / "MRPC" / "train.tsv").read_bytes().startswith(b"\xef\xbb\xbfQuality\t")
+    monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+    download.main()
+    plain = read_raw(project)
+    for path in (glue_dir / "MRPC").glob("*.tsv"):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    download.main()
+    crlf = read_raw(project)
+    for split in SPLIT_ROWS:
+        pd.testing.assert_frame_equal(plain[split], crlf[split])
+    assert read_json(project, "provenance.json")["splits"]["train"]["label_counts"] == {
+        "not_equivalent": 24, "equivalent": 24}
+    assert set(crlf["test"]["label"]) == {-1}
+    assert not crlf["train"]["sentence2"].str.contains("\r").any()
 
 
 def test_parquet_layout_is_copied_checked_and_recorded(project):
@@ -18,25 +109,118 @@ def test_parquet_layout_is_copied_checked_and_recorded(project):
     raw = read_raw(project)
     assert {split: len(frame) for split, frame in raw.items()} == SPLIT_ROWS
     assert list(raw["train"].columns) == ["sentence1", "sentence2", "label", "idx"]
-    provenance = json.loads((project / "data" / "raw" / "provenance.json").read_text())
+    provenance = read_json(project, "provenance.json")
     assert provenance["source"]["kind"] == "local" and provenance["source"]["layout"] == "parquet"
-    assert provenance["splits"]["train"]["rows"] == SPLIT_ROWS["train"]
+    assert set(provenance) == {"dataset", "config", "source", "splits"}
+    assert set(provenance["splits"]["train"]) == {"rows", "label_counts", "sha256"}
     assert provenance["splits"]["train"]["label_counts"] == {"not_equivalent": 24, "equivalent": 24}
-    assert len(provenance["splits"]["test"]["sha256"]) == 64
-    features = datasets.Dataset.from_parquet(str(project / "data" / "raw" / "train.parquet")).features
-    assert features["label"].names == ["not_equivalent", "equivalent"]
+    assert raw_label_names(project) == ["not_equivalent", "equivalent"]
 
 
-def test_tsv_layout_reads_quotes_verbatim_and_unlabelled_test(project, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("GLUE_DIR", str(write_tsv_layout(tmp_path_factory.mktemp("glue-tsv"))))
+MIRROR_COUNTS = {
+    "mrpc": {"train": {"not_equivalent": 1194, "equivalent": 2474}, "validation": {"not_equivalent": 129, "equivalent": 279},
+             "test": {"not_equivalent": 578, "equivalent": 1147}},
+    "rte": {"train": {"entailment": 1249, "not_entailment": 1241}, "validation": {"entailment": 146, "not_entailment": 131},
+            "test": None},
+}
+MIRROR_ROWS = {"mrpc": {"train": 3668, "validation": 408, "test": 1725},
+               "rte": {"train": 2490, "validation": 277, "test": 3000}}
+
+
+@pytest.mark.skipif(MIRROR is None or not (MIRROR / "mrpc").is_dir(), reason="needs GLUE_DIR, the offline mirror")
+@pytest.mark.parametrize("config", list(MIRROR_COUNTS))
+def test_real_mirror_gives_its_rows_and_label_counts(project, tiny_params, monkeypatch, config):
+    monkeypatch.setenv("GLUE_DIR", str(MIRROR))
+    write_params(project, tiny_params, dataset_config=config)
+    download.main()
+    provenance = read_json(project, "provenance.json")
+    assert {split: entry["rows"] for split, entry in provenance["splits"].items()} == MIRROR_ROWS[config]
+    assert {split: entry["label_counts"] for split, entry in provenance["splits"].items()} == MIRROR_COUNTS[config]
+    raw = read_raw(project)
+    for split in SPLIT_ROWS:
+        mirror = pd.read_parquet(MIRROR / config / f"{split}-00000-of-00001.parquet")
+        assert raw[split]["sentence1"].tolist() == mirror["sentence1"].tolist()
+        assert raw[split]["label"].tolist() == mirror["label"].tolist()
+
+
+def own_data_params(project, tiny_params, folder, text_columns, label_column):
+    write_params(project, tiny_params, dataset=str(folder), text_columns=list(text_columns), label_column=label_column)
+
+
+OWN_DATA = [
+    # (format, text columns, label column, labels as written, the task's label names)
+    ("csv", ["review"], "sentiment", ["positive", "negative"], ["negative", "positive"]),
+    ("jsonl", ["review"], "sentiment", ["positive", "negative", "mixed"], ["mixed", "negative", "positive"]),
+    ("tsv", ["claim", "evidence"], "verdict", [2, 0, 1], ["0", "1", "2"]),
+    ("json", ["text"], "stars", [10, 9, 1], ["1", "9", "10"]),
+    ("parquet", ["first", "second"], "class", [1, 0], ["0", "1"]),
+]
+
+
+@pytest.mark.parametrize(("fmt", "text_columns", "label_column", "labels", "label_names"), OWN_DATA,
+                         ids=[case[0] for case in OWN_DATA])
+def test_own_data_classes_are_trains_sorted_labels(project, tiny_params, tmp_path_factory, fmt, text_columns,
+                                                   label_column, labels, label_names):
+    folder = write_own_data(tmp_path_factory.mktemp("own") / "reviews", fmt, text_columns, label_column, labels)
+    own_data_params(project, tiny_params, folder, text_columns, label_column)
+    download.main()
+
+    task = read_json(project, "task.json")
+    assert task["name"] == "reviews" and task["text_columns"] == text_columns and task["label_names"] == label_names
+    assert task["test_splits"] == ["test"]
+    raw = read_raw(project)
+    originals = {split: pd.read_parquet(folder / f"{split}.{fmt}") if fmt == "parquet" else None for split in SPLIT_ROWS}
+    for split, frame in raw.items():
+        assert list(frame.columns) == [*text_columns, "label", "idx"] and len(frame) == SPLIT_ROWS[split]
+        expected = [label_names.index(str(labels[row % len(labels)])) for row in range(len(frame))]
+        assert frame["label"].tolist() == expected
+        if originals[split] is not None:
+            assert frame[text_columns[0]].tolist() == originals[split][text_columns[0]].tolist()
+    assert raw_label_names(project) == label_names
+    provenance = read_json(project, "provenance.json")
+    assert provenance["config"] is None and provenance["source"]["layout"] == "own"
+    assert sorted(provenance["source"]["files_sha256"]) == sorted(f"{split}.{fmt}" for split in SPLIT_ROWS)
+    assert sum(provenance["splits"]["train"]["label_counts"].values()) == SPLIT_ROWS["train"]
+
+
+def test_own_data_float_labels_make_a_regression_and_test_may_be_unlabelled(project, tiny_params, tmp_path_factory):
+    folder = write_own_data(tmp_path_factory.mktemp("own") / "scores", "csv", ["question", "answer"], "score", None,
+                            test_labels=False, validation_name="dev")
+    own_data_params(project, tiny_params, folder, ["question", "answer"], "score")
+    download.main()
+
+    task = read_json(project, "task.json")
+    assert task["label_names"] is None and task["metrics"] == ["pearson", "spearmanr"]
+    raw = read_raw(project)
+    assert raw["validation"]["label"].tolist() == pytest.approx(pd.read_csv(folder / "dev.csv")["score"].tolist())
+    assert raw["test"]["label"].isna().all() and raw["test"]["label"].dtype == "float64"
+    splits = read_json(project, "provenance.json")["splits"]
+    assert splits["test"] == {"rows": SPLIT_ROWS["test"], "sha256": splits["test"]["sha256"],
+                              "label_mean": None, "label_variance": None}
+    train = raw["train"]["label"]
+    assert splits["train"]["label_mean"] == pytest.approx(train.mean())
+    assert splits["train"]["label_variance"] == pytest.approx(train.var(ddof=0))
+
+
+def test_own_data_without_test_file_has_no_test_split(project, tiny_params, tmp_path_factory):
+    folder = write_own_data(tmp_path_factory.mktemp("own") / "notest", "jsonl", ["text"], "label", ["a", "b"])
+    (folder / "test.jsonl").unlink()
+    own_data_params(project, tiny_params, folder, ["text"], "label")
+    download.main()
+    assert read_json(project, "task.json")["test_splits"] == []
+    assert sorted(path.name for path in (project / "data" / "raw").iterdir()) == [
+        "provenance.json", "task.json", "train.parquet", "validation.parquet"]
+
+
+def test_own_text_files_may_have_a_bom_and_crlf_lines(project, tiny_params, tmp_path_factory):
+    folder = write_own_data(tmp_path_factory.mktemp("own") / "windows", "csv", ["review"], "sentiment", ["neg", "pos"])
+    for path in folder.iterdir():
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    own_data_params(project, tiny_params, folder, ["review"], "sentiment")
     download.main()
     raw = read_raw(project)
-    assert {split: len(frame) for split, frame in raw.items()} == SPLIT_ROWS
-    assert raw["train"]["sentence1"][0].endswith(' "quoted')
-    assert set(raw["test"]["label"]) == {-1}
-    provenance = json.loads((project / "data" / "raw" / "provenance.json").read_text())
-    assert provenance["source"]["layout"] == "tsv"
-    assert provenance["splits"]["test"]["label_counts"] is None
+    assert raw["train"]["label"].tolist()[:4] == [0, 1, 0, 1]
+    assert not raw["train"]["review"].str.contains("\r").any()
 
 
 def test_hub_is_used_without_glue_dir(project, monkeypatch):
@@ -51,7 +235,20 @@ def test_hub_is_used_without_glue_dir(project, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     download.main()
     assert calls == [("nyu-mll/glue", "mrpc")]
-    assert json.loads((project / "data" / "raw" / "provenance.json").read_text())["source"]["kind"] == "hub"
+    assert read_json(project, "provenance.json")["source"] == {"kind": "hub", "dataset": "nyu-mll/glue", "config": "mrpc"}
+
+
+def test_hub_stsb_test_labels_become_nan(project, tiny_params, monkeypatch):
+    frames = glue_task_frames("stsb", "parquet")
+
+    monkeypatch.delenv("GLUE_DIR")
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config: datasets.DatasetDict(
+        {split: datasets.Dataset.from_pandas(frame) for split, frame in frames.items()}))
+    write_params(project, tiny_params, dataset_config="stsb")
+    download.main()
+    raw = read_raw(project)
+    assert raw["test"]["label"].isna().all() and not raw["train"]["label"].isna().any()
+    assert all(not math.isnan(value) for value in raw["validation"]["label"])
 
 
 def test_unreachable_hub_explains_how_to_work_offline(project, monkeypatch):
@@ -60,14 +257,13 @@ def test_unreachable_hub_explains_how_to_work_offline(project, monkeypatch):
 
     monkeypatch.delenv("GLUE_DIR")
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
-    with pytest.raises(PipelineError, match=r"set GLUE_DIR to the folder that contains mrpc/"):
+    with pytest.raises(PipelineError, match=r"set GLUE_DIR to the folder that contains mrpc/ \(Hub parquet files\) "
+                                            r"or MRPC/ \(GLUE TSV files\)"):
         download.main()
     assert not (project / "data").exists()
 
 
 def test_missing_local_folder_is_a_one_line_error(tmp_path, tiny_params):
-    from tests.conftest import write_params
-
     write_params(tmp_path, tiny_params)
     result = run_stage_process("download", tmp_path, {"GLUE_DIR": str(tmp_path / "nowhere")})
     assert result.returncode == 1

@@ -17,7 +17,7 @@ ALL_OUTPUTS = [
     "models/config.json", "models/model.safetensors", "metrics/train.json", "metrics/evaluation.json",
     "metrics/history/train.csv", "metrics/history/evaluations.csv", "metrics/diagnosis.json",
     "metrics/predictions/validation.csv", "metrics/predictions/test.csv", "metrics/report/report.md",
-    "metrics/report/loss.png",
+    "metrics/report/figures/loss.png", "data/raw/task.json",
 ]
 
 
@@ -133,7 +133,7 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     assert "Confusion matrix (validation)" in page
     # Each curve is drawn once, against the step: no default per-file plots of the CSVs.
     assert sorted(re.findall(r"vegaEmbed\('#(\w+)'", page)) == [
-        "accuracy", "confusion_validation", "grad_norm", "learning_rate", "loss", "validation_f1"]
+        "accuracy", "confusion_validation", "grad_norm", "learning_rate", "loss"]
     assert page.count("<img") == 6  # the report's PNGs
 
 

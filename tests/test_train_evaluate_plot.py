@@ -11,6 +11,7 @@ from finetune.data import load_tokenized
 from finetune.diagnosis import REMEDIES, explanation
 from finetune.models import freeze_embeddings, load_classifier, load_tokenizer
 from finetune.params import load_params
+from finetune.tasks import GLUE_TASKS, load_task
 from finetune.training import build_trainer, evaluation_sets
 from stages import diagnose, download, evaluate, plot, tokenize, train
 from tests.conftest import SPLIT_ROWS, padded_tiny_batch, write_params
@@ -94,6 +95,7 @@ def test_evaluate_scores_validation_and_test_per_example(trained_project):
     assert metrics["validation_accuracy_ci_high"] - metrics["validation_accuracy_ci_low"] > 0.1
     predictions = read_csv(trained_project / "metrics" / "predictions" / "validation.csv")
     assert len(predictions) == SPLIT_ROWS["validation"]
+    assert {row["label"] for row in predictions} == {"not_equivalent", "equivalent"}  # class names, as a user reads them
     correct = sum(row["label"] == row["prediction"] for row in predictions)
     assert metrics["validation_accuracy"] == pytest.approx(correct / len(predictions))
     # The model saved by train is the one evaluated: same validation loss as its last evaluation.
@@ -103,17 +105,17 @@ def test_evaluate_scores_validation_and_test_per_example(trained_project):
 
 def test_plot_writes_a_report_with_curves_verdict_and_changed_params(trained_project):
     report_dir = trained_project / "metrics" / "report"
-    images = sorted(path.name for path in report_dir.glob("*.png"))
+    images = sorted(path.name for path in (report_dir / "figures").glob("*.png"))
     assert images == ["accuracy.png", "confusion_test.png", "confusion_validation.png", "f1.png",
                       "learning_rate.png", "loss.png"]
-    assert all((report_dir / name).read_bytes()[:4] == b"\x89PNG" for name in images)
+    assert all((report_dir / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in images)
     report = (report_dir / "report.md").read_text()
     diagnosis = json.loads((trained_project / "metrics" / "diagnosis.json").read_text())
     params = load_params(trained_project / "params.yaml")
-    assert f"**Verdict: {explanation(diagnosis, params)}.**" in report
+    assert f"**Verdict: {explanation(GLUE_TASKS['mrpc'], diagnosis, params)}.**" in report
     assert f"Suggested remedies: {REMEDIES[diagnosis['verdict']]}." in report
     assert "| validation_accuracy |" in report
-    assert all(f"![{name}]({name})" in report for name in images)
+    assert all(f"![{name}](figures/{name})" in report for name in images)
     assert "(no Git commit to compare with)" in report  # the test project is not a Git repository
 
 
@@ -149,9 +151,10 @@ def test_mid_run_evaluations_batch_pairs_of_similar_length(project, tiny_params,
         stage.main()
     params = load_params()
     tokenized = load_tokenized()
-    sets = evaluation_sets(tokenized)
-    model = load_classifier(params.checkpoint, dropout=params.dropout)
-    trainer, _ = build_trainer(params, model, load_tokenizer(params.checkpoint),
+    task = load_task()
+    sets = evaluation_sets(task, tokenized)
+    model = load_classifier(params.checkpoint, task, dropout=params.dropout)
+    trainer, _ = build_trainer(params, task, model, load_tokenizer(params.checkpoint),
                                tokenized["train"].remove_columns("idx"), sets, str(tmp_path / "out"))
     for evaluation_set in sets.values():
         widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader(evaluation_set)]

@@ -1,0 +1,74 @@
+"""The report's figures: learning curves, confusion matrices and predicted-vs-true scatters."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window: stages run headless
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def curves_of(task):
+    """{file name: (title, y label, [(history, column, legend)])}: loss, each of the task's
+    metrics on the train subset and each validation split, and the learning rate."""
+    sets = [("train_subset", "train subset"), *((split, split) for split in task.validation_splits)]
+    loss_label = "squared error" if task.regression else "cross-entropy loss"
+    curves = {"loss.png": ("Loss", loss_label, [("train", "train_loss", "train (running mean)"),
+                                                *(("evaluations", f"{name}_loss", label) for name, label in sets)])}
+    for metric in task.metrics:
+        curves[f"{metric}.png"] = (metric.replace("_", " ").capitalize(), metric,
+                                   [("evaluations", f"{name}_{metric}", label) for name, label in sets])
+    curves["learning_rate.png"] = ("Learning rate", "learning rate", [("train", "learning_rate", "learning rate")])
+    return curves
+
+
+def plot_curves(histories, title, y_label, series, path, baseline=None):
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for history, column, label in series:
+        rows = [row for row in histories[history] if row[column] not in ("", None)]
+        marker = "o" if history == "evaluations" else None
+        axis.plot([float(row["step"]) for row in rows], [float(row[column]) for row in rows], label=label,
+                  marker=marker, alpha=0.8)
+    if baseline is not None:
+        axis.axhline(baseline, color="gray", linestyle="--", label=f"majority baseline ({baseline:.3f})")
+    axis.set(xlabel="step", ylabel=y_label, title=title)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_confusion(predictions, label_names, split, path):
+    """An N x N confusion matrix with the class names, from prediction rows (names, as written)."""
+    index = {name: position for position, name in enumerate(label_names)}
+    counts = np.zeros((len(label_names), len(label_names)), dtype=int)
+    for row in predictions:
+        counts[index[row["label"]], index[row["prediction"]]] += 1
+    size = max(4.5, 0.9 * len(label_names) + 2.5)
+    figure, axis = plt.subplots(figsize=(size, size - 0.5))
+    axis.imshow(counts, cmap="Blues")
+    for (actual, predicted), count in np.ndenumerate(counts):
+        color = "white" if count > counts.max() / 2 else "black"
+        axis.text(predicted, actual, str(count), ha="center", va="center", color=color)
+    ticks = range(len(label_names))
+    axis.set(xticks=ticks, yticks=ticks, xticklabels=label_names, yticklabels=label_names,
+             xlabel="predicted", ylabel="actual", title=f"Confusion matrix ({split})")
+    plt.setp(axis.get_xticklabels(), rotation=20, ha="right")
+    _save(figure, path)
+
+
+def plot_scatter(predictions, split, path):
+    """Predicted against true scores of a regression, with the diagonal of perfect predictions."""
+    true = np.array([float(row["label"]) for row in predictions])
+    predicted = np.array([float(row["prediction"]) for row in predictions])
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.scatter(true, predicted, s=8, alpha=0.5)
+    low, high = min(true.min(), predicted.min()), max(true.max(), predicted.max())
+    axis.plot([low, high], [low, high], color="gray", linestyle="--", label="perfect")
+    axis.set(xlabel="true", ylabel="predicted", title=f"Predicted against true ({split})")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def _save(figure, path):
+    figure.savefig(path, dpi=100, bbox_inches="tight")  # keeps long tick labels inside the image
+    plt.close(figure)

@@ -1,0 +1,82 @@
+"""Other tasks end to end through the real `dvc repro`: a single-sentence GLUE task, a
+regression, and a user's own files, with what each must change downstream (head, metrics,
+figures) and what DVC re-runs when the data changes."""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from finetune.tasks import GLUE_TASKS
+from tests.conftest import copy_project, dvc_environment, write_glue_task, write_own_data, write_params
+
+
+def make_repo(root, params, glue_dir):
+    copy_project(root)
+    write_params(root, params)
+    env = dvc_environment(glue_dir)
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "p"]):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    return env
+
+
+def dvc(root, env, *arguments):
+    result = subprocess.run(["dvc", *arguments], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def ran_stages(output):
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+@pytest.mark.parametrize("config", ["sst2", "stsb"])
+def test_a_glue_task_runs_end_to_end(tmp_path, tiny_params, config):
+    task = GLUE_TASKS[config]
+    glue_dir = write_glue_task(tmp_path / "glue", config, "parquet")
+    root = tmp_path / "project"
+    env = make_repo(root, {**tiny_params, "dataset_config": config}, glue_dir)
+    assert ran_stages(dvc(root, env, "repro")) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
+
+    metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
+    point_metrics = {key for key in metrics if not key.endswith(("_ci_low", "_ci_high"))}
+    assert {key for key in point_metrics if key.startswith("validation_")} == {
+        f"validation_{metric}" for metric in (*task.metrics, "loss")}
+    for key in point_metrics:
+        assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"]
+    config_json = json.loads((root / "models" / "config.json").read_text())
+    figures = {path.name for path in (root / "metrics" / "report" / "figures").iterdir()}
+    if task.regression:
+        assert config_json["problem_type"] == "regression" and len(config_json["id2label"]) == 1
+        assert {"scatter_validation.png", "pearson.png", "spearmanr.png", "loss.png"} <= figures
+    else:
+        assert list(config_json["id2label"].values()) == list(task.label_names)
+        assert {"confusion_validation.png", "accuracy.png", "loss.png"} <= figures
+    history_header = (root / "metrics" / "history" / "evaluations.csv").read_text().splitlines()[0]
+    assert history_header == ",".join(["step", "epoch", *(f"{name}_{metric}" for name in ("train_subset", "validation")
+                                                          for metric in ("loss", *task.metrics))])
+    diagnosis = json.loads((root / "metrics" / "diagnosis.json").read_text())
+    assert diagnosis["verdict"] in ("healthy", "overfitting", "underfitting", "erratic")
+    assert ("mean_baseline_loss" if task.regression else "majority_baseline") in diagnosis
+
+
+def test_own_data_runs_and_reruns_only_when_its_files_change(tmp_path, tiny_params, glue_parquet_dir):
+    root = tmp_path / "project"
+    env = make_repo(root, tiny_params, glue_parquet_dir)
+    data_dir = root / "data" / "reviews"
+    write_own_data(data_dir, "csv", ["review"], "sentiment", ["negative", "positive"])
+    output = dvc(root, env, "exp", "run", "-S", "dataset=data/reviews", "-S", "text_columns=[review]",
+                 "-S", "label_column=sentiment")
+    assert ran_stages(output) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
+    task = json.loads((root / "data" / "raw" / "task.json").read_text())
+    assert task["text_columns"] == ["review"] and task["label_names"] == ["negative", "positive"]
+    metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
+    assert {"validation_accuracy", "validation_macro_f1", "validation_f1"} <= set(metrics)
+    assert list(json.loads((root / "models" / "config.json").read_text())["id2label"].values()) == [
+        "negative", "positive"]
+
+    assert ran_stages(dvc(root, env, "repro")) == []  # the same files: nothing to do
+    with open(data_dir / "train.csv", "a") as train_file:
+        train_file.write('"an extra review, the cat sat",positive\n')
+    assert ran_stages(dvc(root, env, "repro")) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
