@@ -45,8 +45,10 @@ def plot_confusion(predictions, label_names, split, path):
     size = max(4.5, 0.9 * len(label_names) + 2.5)
     figure, axis = plt.subplots(figsize=(size, size - 0.5))
     axis.imshow(counts, cmap="Blues")
+    # imshow spans the colours from the smallest count to the largest: white text on the darker half.
+    middle = (counts.min() + counts.max()) / 2
     for (actual, predicted), count in np.ndenumerate(counts):
-        color = "white" if count > counts.max() / 2 else "black"
+        color = "white" if count > middle else "black"
         axis.text(predicted, actual, str(count), ha="center", va="center", color=color)
     ticks = range(len(label_names))
     axis.set(xticks=ticks, yticks=ticks, xticklabels=label_names, yticklabels=label_names,
