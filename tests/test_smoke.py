@@ -38,6 +38,6 @@ def test_real_pipeline_on_the_mirror_with_the_default_model(tmp_path):
     # 40 steps (of train_batch_size pairs) already beat chance; the full run's figures are in README.md.
     assert evaluation["validation_accuracy"] > 0.5 and evaluation["test_accuracy"] > 0.5
     assert len((root / "metrics" / "predictions" / "test.csv").read_text().splitlines()) == MRPC_ROWS["test"] + 1
-    assert (root / "metrics" / "report" / "loss.png").is_file()
+    assert (root / "metrics" / "report" / "figures" / "loss.png").is_file()
     assert json.loads((root / "metrics" / "diagnosis.json").read_text())["verdict"] in (
         "healthy", "overfitting", "underfitting", "erratic")
