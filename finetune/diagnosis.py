@@ -46,7 +46,8 @@ def diagnose(task, train_rows, evaluation_rows, baseline, params):
         "train_loss_spread": _train_loss_spread(train_losses, params.diagnose_window),
     }
     window = params.diagnose_window
-    train_loss_fell = _mean_of_last(train_losses, window) < _mean_of_first(train_losses, window)
+    # A run shorter than logging_steps logs no train loss: nothing says it fell.
+    train_loss_fell = bool(train_losses) and _mean_of_last(train_losses, window) < _mean_of_first(train_losses, window)
     if task.regression:
         underfitting = losses[min_index] > baseline * (1 - params.diagnose_baseline_margin)
     else:

@@ -149,9 +149,11 @@ def _check_ranges(source, params):
     require(params.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 = off)")
     require(params.save_steps > 0, "save_steps", "must be > 0")
     require(params.keep_checkpoints > 0, "keep_checkpoints", "must be > 0")
-    require(params.seed >= 0, "seed", "must be >= 0")
-    require(params.bootstrap_resamples >= 100, "bootstrap_resamples", "must be >= 100")
-    require(params.bootstrap_seed >= 0, "bootstrap_seed", "must be >= 0")
+    # transformers' set_seed seeds NumPy's legacy generator too, which takes 32-bit seeds only.
+    require(0 <= params.seed < 2**32, "seed", "must be in [0, 2**32)")
+    # Beyond a million, intervals move in the fifth decimal while the stage takes minutes.
+    require(100 <= params.bootstrap_resamples <= 1_000_000, "bootstrap_resamples", "must be in [100, 1000000]")
+    require(0 <= params.bootstrap_seed < 2**128, "bootstrap_seed", "must be in [0, 2**128)")
     require(params.diagnose_baseline_margin >= 0, "diagnose_baseline_margin", "must be >= 0")
     require(params.diagnose_loss_spread > 0, "diagnose_loss_spread", "must be > 0")
     require(params.diagnose_loss_rise >= 0, "diagnose_loss_rise", "must be >= 0")

@@ -23,12 +23,15 @@ def main():
     params = load_params()
     started = time.perf_counter()
     tokenizer = load_tokenizer(params.checkpoint)
-    if params.max_length > tokenizer.model_max_length:
-        raise PipelineError(
-            f"params.yaml: max_length must be <= {tokenizer.model_max_length} for checkpoint "
-            f"{params.checkpoint!r}, got {params.max_length}"
-        )
     task = load_task()
+    # Truncation must leave each text at least one token beside the special ones ([CLS], [SEP]).
+    shortest = tokenizer.num_special_tokens_to_add(pair=len(task.text_columns) == 2) + len(task.text_columns)
+    if not shortest <= params.max_length <= tokenizer.model_max_length:
+        raise PipelineError(
+            f"params.yaml: max_length must be in [{shortest}, {tokenizer.model_max_length}] for checkpoint "
+            f"{params.checkpoint!r} on {task.name}'s {'pairs' if len(task.text_columns) == 2 else 'sentences'}, "
+            f"got {params.max_length}"
+        )
     raw_splits = load_raw_splits(task)
 
     def tokenize_texts(batch):  # one sentence or a pair, as the task has

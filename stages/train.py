@@ -50,13 +50,12 @@ def main():
         if main_process:
             print(f"train: resuming from {resume_from}")
         trainer.resume_order_from(resume_from)
-    trainer.train(resume_from_checkpoint=resume_from)
+    output = trainer.train(resume_from_checkpoint=resume_from)
     if not main_process:
         return  # every process holds the same trained model; one writes it
 
     with atomic_output(MODEL_DIR) as staging:
         trainer.save_model(str(staging))  # saves the tokenizer beside the model
-    shutil.rmtree(CHECKPOINT_DIR)  # finished: a forced re-run starts afresh
     state = trainer.state
     evaluation_columns = evaluation_history_columns(task)
     train_rows = history_rows(state.log_history, TRAIN_HISTORY_COLUMNS)
@@ -69,7 +68,8 @@ def main():
     saved = best if params.early_stopping_patience > 0 else evaluation_rows[-1]
     saved_scores = {f"{validation}_{metric}": saved[f"{validation}_{metric}"] for metric in (*task.metrics, "loss")}
     write_json(TRAIN_METRICS_FILE, {
-        "train_loss": mean_train_loss(train_rows),
+        # Without a logged step (max_steps below logging_steps), Trainer's own mean of the run.
+        "train_loss": mean_train_loss(train_rows) if train_rows else output.training_loss,
         "trained_steps": state.global_step,
         "trained_epochs": round(state.epoch, 4),
         "stopped_early": state.global_step < state.max_steps,
@@ -77,6 +77,8 @@ def main():
         "saved_model_step": saved["step"],
         **{f"saved_model_{key}": value for key, value in saved_scores.items()},
     })
+    # Last: if anything above fails, the checkpoints stay and the next run resumes, not retrains.
+    shutil.rmtree(CHECKPOINT_DIR)
     scores = ", ".join(f"{key} {value:.4f}" for key, value in saved_scores.items() if not key.endswith("_loss"))
     print(f"train: {state.global_step} steps ({state.epoch:.2f} epochs) in {time.perf_counter() - started:.0f}s, "
           f"saved model of step {saved['step']} ({scores}) -> {MODEL_DIR}/")

@@ -26,7 +26,7 @@ def test_max_length_beyond_the_model_is_rejected(project, tiny_params):
     download.main()
     result = run_stage_process("tokenize", project)
     assert result.returncode == 1
-    assert "max_length must be <= 64" in result.stderr
+    assert "max_length must be in [5, 64]" in result.stderr
     assert not (project / "data" / "tokenized").exists()
 
 

@@ -173,3 +173,41 @@ def test_train_says_which_cpu_speedups_it_applied(project, tiny_params, capsys, 
     else:
         assert "train: CPU speed-ups off (cpu_speedups: false)" in output
     assert json.loads((project / "metrics" / "train.json").read_text())["trained_steps"] == 6
+
+
+def test_a_run_shorter_than_logging_steps_still_gives_every_output(project, tiny_params):
+    # max_steps below logging_steps: no train loss is logged, yet the stages complete.
+    write_params(project, tiny_params, max_steps=3, logging_steps=10, eval_steps=50)
+    for stage in (download, tokenize, train, evaluate, diagnose, plot):
+        stage.main()
+    assert read_csv(project / "metrics" / "history" / "train.csv") == []
+    assert [int(row["step"]) for row in read_csv(project / "metrics" / "history" / "evaluations.csv")] == [3]
+    train_metrics = json.loads((project / "metrics" / "train.json").read_text())
+    assert train_metrics["trained_steps"] == 3 and train_metrics["train_loss"] > 0
+    assert json.loads((project / "metrics" / "diagnosis.json").read_text())["verdict"] in (
+        "healthy", "overfitting", "underfitting", "erratic")
+    assert (project / "metrics" / "report" / "figures" / "loss.png").is_file()
+
+
+def test_a_failure_after_training_keeps_the_checkpoints_and_the_rerun_resumes(project, tiny_params, monkeypatch,
+                                                                             capsys):
+    write_params(project, tiny_params, epochs=1)
+    for stage in (download, tokenize):
+        stage.main()
+
+    def full_disk(*arguments):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "write_history", full_disk)
+        with pytest.raises(OSError):
+            train.main()
+    checkpoints = list((project / "checkpoints" / "train").glob("checkpoint-*"))
+    assert [path.name for path in checkpoints] == ["checkpoint-6"]  # the run's 6 steps, kept
+    capsys.readouterr()
+    train.main()
+    output = capsys.readouterr().out
+    assert "train: resuming from checkpoints/train/checkpoint-6" in output
+    assert json.loads((project / "metrics" / "train.json").read_text())["trained_steps"] == 6
+    assert len(read_csv(project / "metrics" / "history" / "train.csv")) == 3  # steps 2, 4, 6: nothing lost
+    assert not (project / "checkpoints" / "train").exists()

@@ -1,0 +1,102 @@
+"""Bad files of your own data: one line naming the file, row and problem, exit status 1, and
+nothing written. Each case runs the download stage's entry point (`run_stage`)."""
+
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from stages import download
+from tests.conftest import write_own_data, write_params
+from tests.test_bad_input import run_failing
+
+
+def own_files(fmt, text_columns, label_column, labels, damage=lambda folder: None):
+    """Writes your own data (train, validation and test files), then damages it."""
+    def write(folder):
+        write_own_data(folder, fmt, text_columns, label_column, labels)
+        damage(folder)
+        return folder
+    return write
+
+
+def own_cell(file_name, row, column, value):
+    """Set one cell of one of your files (csv or jsonl)."""
+    def damage(folder):
+        path = folder / file_name
+        frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path)
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+        if path.suffix == ".jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_csv(path, index=False)
+    return damage
+
+
+def replaced_line(file_name, line_number, content):
+    """Replace line `line_number` (1-based) of one of your files with `content` (bytes)."""
+    def damage(folder):
+        path = folder / file_name
+        lines = path.read_bytes().split(b"\n")
+        lines[line_number - 1] = content
+        path.write_bytes(b"\n".join(lines))
+    return damage
+
+
+def latin1_train(folder):
+    (folder / "train.csv").write_bytes(b"review,sentiment\na fine cat,pos\ncaf\xe9 dog,neg\n")
+
+
+REVIEWS = ("csv", ["review"], "sentiment", ["neg", "pos"])
+SCORES = ("jsonl", ["question", "answer"], "score", None)
+
+# (id, how the data folder is written, text_columns, label_column, regular expression of the error line after "error: ")
+BAD_OWN_DATA = [
+    ("text-column-absent", own_files(*REVIEWS), ["text"], "sentiment",
+     r".*/reviews/train.csv: missing column 'text' \(found: review, sentiment\)"),
+    ("label-column-absent", own_files(*REVIEWS), ["review"], "stars",
+     r".*/reviews/train.csv: missing column 'stars' \(found: review, sentiment\)"),
+    ("text-column-absent-in-test", own_files(*REVIEWS, lambda folder: pd.read_csv(folder / "test.csv").rename(
+        columns={"review": "text"}).to_csv(folder / "test.csv", index=False)), ["review"], "sentiment",
+     r".*/reviews/test.csv: missing column 'review' \(found: text, sentiment\)"),
+    ("split-missing", own_files(*REVIEWS, lambda folder: (folder / "validation.csv").unlink()), ["review"], "sentiment",
+     r"split 'validation' missing: no file validation or dev \(\.csv, \.tsv, \.json, \.jsonl or \.parquet\) "
+     r"in .*/reviews"),
+    ("two-files-for-a-split", own_files(*REVIEWS, lambda folder: shutil.copy(folder / "validation.csv",
+                                                                              folder / "dev.jsonl")),
+     ["review"], "sentiment", r"split 'validation' has 2 files: .*/reviews/validation.csv, .*/reviews/dev.jsonl; keep one"),
+    ("label-unseen-in-train", own_files(*REVIEWS, own_cell("validation.csv", 2, "sentiment", "meh")), ["review"],
+     "sentiment", r".*/reviews/validation.csv row 2: label 'meh' is not one of train's labels \(neg, pos\)"),
+    ("label-empty-in-train", own_files(*REVIEWS, own_cell("train.csv", 4, "sentiment", None)), ["review"], "sentiment",
+     r".*/reviews/train.csv row 4: no label in column 'sentiment' \(only a test file may lack labels\)"),
+    ("regression-label-not-a-number", own_files(*SCORES, own_cell("validation.jsonl", 1, "score", "high")),
+     ["question", "answer"], "score",
+     r".*/reviews/validation.jsonl row 1: label 'high' is not a number \(train's labels are numbers: a regression\)"),
+    ("empty-text", own_files(*SCORES, own_cell("test.jsonl", 3, "answer", "")), ["question", "answer"], "score",
+     r".*/reviews/test.jsonl row 3: answer is empty or not text \(''\)"),
+    ("not-utf8", own_files(*REVIEWS, latin1_train), ["review"], "sentiment",
+     r".*/reviews/train.csv: not UTF-8 \(byte 0xe9 at offset 35, line 3\); save it as UTF-8"),
+    ("unquoted-comma", own_files(*REVIEWS, replaced_line("validation.csv", 4, b"a cat, a dog,pos")), ["review"], "sentiment",
+     r".*/reviews/validation.csv row 2: 3 cells but 2 columns \(review, sentiment\); a text with an unquoted ','\?"),
+    ("broken-json-line", own_files(*SCORES, replaced_line("train.jsonl", 3, b'{"question": "a cat",')),
+     ["question", "answer"], "score",
+     r".*/reviews/train.jsonl: not valid JSON lines \(line 3: Expecting property name enclosed in double quotes\)"),
+    ("label-also-a-text-column", own_files(*REVIEWS), ["review", "sentiment"], "sentiment",
+     r"params.yaml: text_columns must not include label_column \('sentiment'\), 'label' or 'idx' \(data/raw's names "
+     r"for the label and row number\), got \['review', 'sentiment'\]"),
+]
+
+
+@pytest.mark.parametrize(("write", "text_columns", "label_column", "message"), [case[1:] for case in BAD_OWN_DATA],
+                         ids=[case[0] for case in BAD_OWN_DATA])
+def test_bad_own_data_is_named_with_file_row_and_problem(project, tiny_params, tmp_path_factory, capsys, write,
+                                                         text_columns, label_column, message):
+    folder = write(tmp_path_factory.mktemp("own") / "reviews")
+    write_params(project, tiny_params, dataset=str(folder), text_columns=text_columns, label_column=label_column)
+    status, stderr = run_failing(download, capsys)
+    assert status == 1
+    assert stderr.count("\n") == 1
+    assert re.fullmatch(f"error: {message}\n", stderr), stderr
+    assert not (project / "data").exists()
