@@ -40,8 +40,9 @@ def load_classifier(checkpoint, task=None, dropout=None):
                 "label2id": {name: label for label, name in enumerate(task.label_names)}}
     config = _from_pretrained(AutoConfig, checkpoint, **head)
     if dropout is not None:
+        # BERT-like and T5 configs say `*dropout*`, GPT-2's `*_pdrop` (once silently left as they were).
         for name, value in config.to_dict().items():
-            if "dropout" in name and type(value) in (int, float):
+            if ("dropout" in name or name.endswith("_pdrop")) and type(value) in (int, float):
                 setattr(config, name, dropout)
     # A fresh head for the task, whatever head the checkpoint has (another task's, as run_glue.py
     # allows): weights of another shape are initialised anew rather than refused.

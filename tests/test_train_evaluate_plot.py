@@ -211,3 +211,11 @@ def test_a_failure_after_training_keeps_the_checkpoints_and_the_rerun_resumes(pr
     assert json.loads((project / "metrics" / "train.json").read_text())["trained_steps"] == 6
     assert len(read_csv(project / "metrics" / "history" / "train.csv")) == 3  # steps 2, 4, 6: nothing lost
     assert not (project / "checkpoints" / "train").exists()
+
+
+def test_dropout_param_reaches_gpt2s_pdrop_settings(tmp_path):
+    # GPT-2 names its dropout probabilities *_pdrop: the param once left them at the checkpoint's 0.1.
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32,
+                                             bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path)
+    config = load_classifier(str(tmp_path), dropout=0.3).config
+    assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.3
