@@ -231,11 +231,6 @@ def _listed(labels, limit=10):
     return shown if len(labels) <= limit else f"{shown}, ... ({len(labels)} in all)"
 
 
-def _short(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def features(task):
     """The columns of data/raw: the text columns, the label (with the class names), the row number."""
     label = datasets.Value("float64") if task.regression else datasets.ClassLabel(names=list(task.label_names))
@@ -243,9 +238,8 @@ def features(task):
                               "label": label, "idx": datasets.Value("int64")})
 
 
-def has_labels(split_data, task):
-    """Whether every row of the split has a label (GLUE's test splits have none)."""
-    labels = split_data.data.column("label").to_pylist()
+def has_labels(task, labels):
+    """Whether every example of a split has a label (GLUE's test splits have none)."""
     return not any(math.isnan(label) for label in labels) if task.regression else NO_LABEL not in labels
 
 

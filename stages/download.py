@@ -39,7 +39,8 @@ def main():
 def _label_summary(split_data, task):
     """Label counts per class name (a classification), or mean and variance (a regression);
     None where the split is unlabelled."""
-    labels = split_data.data.column("label").to_pylist() if has_labels(split_data, task) else None
+    labels = split_data.data.column("label").to_pylist()
+    labels = labels if has_labels(task, labels) else None
     if task.regression:
         return {"label_mean": statistics.fmean(labels) if labels else None,
                 "label_variance": statistics.pvariance(labels) if labels else None}

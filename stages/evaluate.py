@@ -13,14 +13,14 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from finetune.data import load_tokenized, sorted_by_length
+from finetune.data import has_labels, load_tokenized, sorted_by_length
 from finetune.errors import PipelineError, run_stage
 from finetune.models import device_arguments, load_classifier, load_tokenizer
 from finetune.outputs import write_csv, write_json
 from finetune.params import load_params
 from finetune.paths import EVALUATION_METRICS_FILE, MODEL_DIR, predictions_file
 from finetune.scores import bootstrap_intervals, example_losses, predictions_of, task_metrics
-from finetune.tasks import NO_LABEL, load_task
+from finetune.tasks import load_task
 
 
 def main():
@@ -70,10 +70,6 @@ def main():
         for key, value in metrics.items() if not key.endswith(("_ci_low", "_ci_high"))
     )
     print(f"evaluate: {summary} -> {EVALUATION_METRICS_FILE} in {time.perf_counter() - started:.0f}s")
-
-
-def has_labels(task, labels):
-    return not np.isnan(labels).any() if task.regression else NO_LABEL not in labels
 
 
 def _scores(task, split, logits, predictions, labels, params):
