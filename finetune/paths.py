@@ -23,6 +23,8 @@ EVALUATION_METRICS_FILE = METRICS_DIR / "evaluation.json"
 DIAGNOSIS_FILE = METRICS_DIR / "diagnosis.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "history" / "train.csv"
 EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "evaluations.csv"
+# DVCLive's folder: metrics.json, the latest logged values and step while the train stage runs.
+LIVE_DIR = METRICS_DIR / "live"
 PREDICTIONS_DIR = METRICS_DIR / "predictions"
 # The report (Markdown and its PNGs): a cached DVC output beside the metrics it shows.
 REPORT_DIR = METRICS_DIR / "report"

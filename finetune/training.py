@@ -13,6 +13,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Progres
 from finetune.cpu_speedups import apply_cpu_speedups
 from finetune.data import sorted_by_length
 from finetune.errors import PipelineError
+from finetune.live import completes_evaluation, evaluation_set_names
 from finetune.models import device_arguments, freeze_embeddings
 from finetune.resume import ResumableOrderTrainer
 from finetune.scores import metrics_function
@@ -22,13 +23,28 @@ from finetune.tasks import best_model_metric
 TRAIN_SUBSET_SEED = 0
 
 
-class EvaluationProgress(ProgressCallback):
-    """Trainer's progress bar, printing evaluations only: a line per logging step would be
-    a wall of text, and those values are in metrics/history/train.csv anyway."""
+class TrainingProgress(ProgressCallback):
+    """Trainer's one bar for the whole run (steps, elapsed time, ETA) and one line per
+    evaluation with every set's scores. Trainer's own callback would also print a dict per
+    logging step and per evaluation set, and draw a bar for each set's batches: a wall of
+    text, while those values are in metrics/history/ as they happen (finetune/live.py)."""
+
+    def __init__(self, task):
+        super().__init__()
+        self.task = task
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        pass
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and any(key.startswith("eval_") for key in logs):
-            super().on_log(args, state, control, logs=logs, **kwargs)
+        if not (state.is_world_process_zero and self.training_bar is not None and completes_evaluation(logs, self.task)):
+            return
+        scores = {entry_key: value for entry in state.log_history if entry.get("step") == state.global_step
+                  for entry_key, value in entry.items() if entry_key.startswith("eval_")}
+        metrics = ("loss", *self.task.metrics)
+        sets = [f"{name} " + " ".join(f"{metric} {scores[f'eval_{name}_{metric}']:.4f}" for metric in metrics)
+                for name in evaluation_set_names(self.task)]
+        self.training_bar.write(f"train: step {state.global_step}/{state.max_steps}: " + " | ".join(sets))
 
 
 def training_arguments(params, task, output_dir, evaluate=True):
@@ -101,7 +117,7 @@ def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, 
         callbacks=callbacks,
     )
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(EvaluationProgress)
+    trainer.add_callback(TrainingProgress(task))
     return trainer, speedups
 
 

@@ -17,12 +17,12 @@ from finetune.history import (
     evaluation_history_columns,
     history_rows,
     mean_train_loss,
-    write_history,
 )
+from finetune.live import LiveHistory
 from finetune.models import load_classifier, load_tokenizer
 from finetune.outputs import atomic_output, write_json
 from finetune.params import load_params
-from finetune.paths import CHECKPOINT_DIR, EVALUATION_HISTORY_FILE, MODEL_DIR, TRAIN_HISTORY_FILE, TRAIN_METRICS_FILE
+from finetune.paths import CHECKPOINT_DIR, MODEL_DIR, TRAIN_METRICS_FILE
 from finetune.resume import last_complete_checkpoint, resumable_checkpoint
 from finetune.tasks import best_model_metric, load_task
 from finetune.training import build_trainer, evaluation_sets
@@ -50,6 +50,8 @@ def main():
         if main_process:
             print(f"train: resuming from {resume_from}")
         trainer.resume_order_from(resume_from)
+    # Histories and DVCLive's summary as training goes (the main process writes them).
+    trainer.add_callback(LiveHistory(task, resuming=bool(resume_from)))
     output = trainer.train(resume_from_checkpoint=resume_from)
     if not main_process:
         return  # every process holds the same trained model; one writes it
@@ -57,11 +59,9 @@ def main():
     with atomic_output(MODEL_DIR) as staging:
         trainer.save_model(str(staging))  # saves the tokenizer beside the model
     state = trainer.state
-    evaluation_columns = evaluation_history_columns(task)
+    # The same rows LiveHistory has written to metrics/history/ step by step.
     train_rows = history_rows(state.log_history, TRAIN_HISTORY_COLUMNS)
-    evaluation_rows = history_rows(state.log_history, evaluation_columns)
-    write_history(TRAIN_HISTORY_FILE, train_rows, TRAIN_HISTORY_COLUMNS)
-    write_history(EVALUATION_HISTORY_FILE, evaluation_rows, evaluation_columns)
+    evaluation_rows = history_rows(state.log_history, evaluation_history_columns(task))
 
     validation = task.validation_splits[0]
     best = best_evaluation(evaluation_rows, validation, watched)

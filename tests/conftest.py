@@ -288,6 +288,17 @@ def dvc_environment(glue_dir):
     }
 
 
+def make_git_project(root, params, glue_dir):
+    """A copy of the project at `root` with `params`, committed to a fresh Git repository;
+    returns the environment to run `dvc` and `git` in it."""
+    copy_project(root)
+    write_params(root, params)
+    env = dvc_environment(glue_dir)
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "p"]):
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    return env
+
+
 def copy_project(destination):
     """The files a user clones, without any local artifact."""
     destination.mkdir(parents=True, exist_ok=True)

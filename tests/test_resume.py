@@ -1,28 +1,25 @@
 """A train stage killed mid-run resumes from its last checkpoint on the next `dvc repro`,
 and ends with the metrics of a run that was never interrupted."""
 
+import json
 import os
 import signal
 import subprocess
 import time
 
-from tests.conftest import copy_project, dvc_environment, write_params
+from finetune.outputs import read_csv
+from tests.conftest import make_git_project, write_params
 
 # Long enough to be killed mid-run: 120 steps of 6 per epoch, a checkpoint every 25 steps,
 # so that every checkpoint falls inside an epoch (the hard case: half an epoch's batches
 # are still to come, in the same order as in an uninterrupted run).
 LONG_RUN = {"epochs": 20, "eval_steps": 20, "save_steps": 25, "logging_steps": 10}
 RESULT_FILES = ["metrics/train.json", "metrics/evaluation.json", "metrics/history/train.csv",
-                "metrics/history/evaluations.csv", "metrics/predictions/validation.csv"]
+                "metrics/history/evaluations.csv", "metrics/live/metrics.json", "metrics/predictions/validation.csv"]
 
 
 def make_repo(root, tiny_params, glue_parquet_dir):
-    copy_project(root)
-    write_params(root, tiny_params, **LONG_RUN)
-    env = dvc_environment(glue_parquet_dir)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "p"]):
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    return env
+    return make_git_project(root, {**tiny_params, **LONG_RUN}, glue_parquet_dir)
 
 
 def repro(root, env):
@@ -55,6 +52,12 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny
     env = make_repo(root, tiny_params, glue_parquet_dir)
     kill_repro_after_checkpoint(root, env, step=50)
     assert not (root / "models").exists() and not (root / "metrics" / "train.json").exists()
+    # The killed run left its curves up to its last logged step, and its live summary.
+    logged = [int(row["step"]) for row in read_csv(root / "metrics" / "history" / "train.csv")]
+    assert logged[-1] >= 50 and logged == list(range(10, logged[-1] + 1, 10))
+    evaluated = [int(row["step"]) for row in read_csv(root / "metrics" / "history" / "evaluations.csv")]
+    assert evaluated[:2] == [20, 40]
+    assert json.loads((root / "metrics" / "live" / "metrics.json").read_text())["step"] >= 50
 
     output = repro(root, env)
     resumed = [line for line in output.splitlines() if line.startswith("train: resuming from ")]

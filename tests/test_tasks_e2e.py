@@ -9,16 +9,7 @@ import subprocess
 import pytest
 
 from finetune.tasks import GLUE_TASKS
-from tests.conftest import copy_project, dvc_environment, write_glue_task, write_own_data, write_params
-
-
-def make_repo(root, params, glue_dir):
-    copy_project(root)
-    write_params(root, params)
-    env = dvc_environment(glue_dir)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "p"]):
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    return env
+from tests.conftest import make_git_project, write_glue_task, write_own_data
 
 
 def dvc(root, env, *arguments):
@@ -36,7 +27,7 @@ def test_a_glue_task_runs_end_to_end(tmp_path, tiny_params, config):
     task = GLUE_TASKS[config]
     glue_dir = write_glue_task(tmp_path / "glue", config, "parquet")
     root = tmp_path / "project"
-    env = make_repo(root, {**tiny_params, "dataset_config": config}, glue_dir)
+    env = make_git_project(root, {**tiny_params, "dataset_config": config}, glue_dir)
     assert ran_stages(dvc(root, env, "repro")) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
 
     metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
@@ -63,7 +54,7 @@ def test_a_glue_task_runs_end_to_end(tmp_path, tiny_params, config):
 
 def test_own_data_runs_and_reruns_only_when_its_files_change(tmp_path, tiny_params, glue_parquet_dir):
     root = tmp_path / "project"
-    env = make_repo(root, tiny_params, glue_parquet_dir)
+    env = make_git_project(root, tiny_params, glue_parquet_dir)
     data_dir = root / "data" / "reviews"
     write_own_data(data_dir, "csv", ["review"], "sentiment", ["negative", "positive"])
     output = dvc(root, env, "exp", "run", "-S", "dataset=data/reviews", "-S", "text_columns=[review]",

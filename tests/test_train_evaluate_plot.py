@@ -199,7 +199,7 @@ def test_a_failure_after_training_keeps_the_checkpoints_and_the_rerun_resumes(pr
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patched:
-        patched.setattr(train, "write_history", full_disk)
+        patched.setattr(train, "write_json", full_disk)  # metrics/train.json, written after training
         with pytest.raises(OSError):
             train.main()
     checkpoints = list((project / "checkpoints" / "train").glob("checkpoint-*"))

@@ -1,0 +1,92 @@
+"""The train stage's live history: every logging step and every evaluation reaches the history
+CSVs and DVCLive's summary as it happens, so `dvc plots show`, `dvc exp show` (of a running or
+queued experiment too), VS Code's DVC extension and DVC Studio follow a run while it trains,
+and a killed run leaves its curves up to the last step it logged.
+
+The CSVs are ours, not DVCLive's per-metric TSV files: `dvc plots diff` compares them with
+every earlier commit, the diagnosis and the report read them, and a resumed run rewrites them
+from its checkpoint's log (DVC deletes a stage's outputs before it runs it again), which
+DVCLive's append-only files cannot do. DVCLive writes the summary (`metrics/live/metrics.json`,
+the latest values and the true global step), tells VS Code a step completed and posts to
+Studio where a token is configured (`dvc studio login`); without a token nothing leaves the
+machine.
+"""
+
+import logging
+
+from dvclive import Live
+from transformers import TrainerCallback
+
+from finetune.history import TRAIN_HISTORY_COLUMNS, evaluation_history_columns, history_rows, write_history
+from finetune.paths import EVALUATION_HISTORY_FILE, LIVE_DIR, TRAIN_HISTORY_FILE
+
+# DVCLive announces the experiment it logs to at INFO; the stage prints its own progress.
+logging.getLogger("dvclive").setLevel(logging.WARNING)
+
+
+def evaluation_set_names(task):
+    """The sets each evaluation scores, in the order Trainer logs them (finetune.training.evaluation_sets)."""
+    return ("train_subset", *task.validation_splits)
+
+
+def completes_evaluation(logs, task):
+    """Whether this log entry is an evaluation's last set: Trainer logs each set separately."""
+    return f"eval_{evaluation_set_names(task)[-1]}_loss" in logs
+
+
+class LiveHistory(TrainerCallback):
+    """Keeps metrics/history/*.csv and DVCLive's summary up to date at every logged step.
+
+    Each CSV is rewritten whole and atomically from Trainer's log (a few hundred rows at most),
+    so a reader never sees half a row, and a resumed run, whose log Trainer restores from the
+    checkpoint before training begins, continues the curves with no step lost or repeated.
+    """
+
+    def __init__(self, task, resuming):
+        self.task, self.resuming = task, resuming
+        self.evaluation_columns = evaluation_history_columns(task)
+        self.live = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self._write_train_history(state)
+        self._write_evaluation_history(state)
+        # dvcyaml=None: dvc.yaml stays hand-written; no save_dvc_exp: the stage runs under
+        # `dvc repro` or `dvc exp run`, which record the experiment themselves.
+        self.live = Live(dir=str(LIVE_DIR), resume=self.resuming, dvcyaml=None, save_dvc_exp=False)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if "loss" in logs:
+            self._write_train_history(state)
+            values = {f"train/{column}": logs[key] for key, column in
+                      (("loss", "loss"), ("learning_rate", "learning_rate"), ("grad_norm", "grad_norm")) if key in logs}
+        elif completes_evaluation(logs, self.task):
+            self._write_evaluation_history(state)
+            # The whole evaluation, every set: Trainer's log entries of this step.
+            values = {f"{name}/{metric}": entry[f"eval_{name}_{metric}"]
+                      for entry in state.log_history if entry.get("step") == state.global_step
+                      for name in evaluation_set_names(self.task) for metric in ("loss", *self.task.metrics)
+                      if f"eval_{name}_{metric}" in entry}
+        else:
+            return
+        self.live.step = state.global_step  # the true step, not a count of calls
+        for name, value in values.items():
+            self.live.log_metric(name, value, plot=False)
+        self.live.next_step()  # writes the summary, signals VS Code, posts to Studio if configured
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.live is not None:
+            self.live.step = state.global_step
+            self.live.end()
+
+    def _write_train_history(self, state):
+        write_history(TRAIN_HISTORY_FILE, history_rows(state.log_history, TRAIN_HISTORY_COLUMNS), TRAIN_HISTORY_COLUMNS)
+
+    def _write_evaluation_history(self, state):
+        rows = history_rows(state.log_history, self.evaluation_columns)
+        if rows and None in rows[-1].values():
+            rows = rows[:-1]  # an evaluation still scoring its other sets
+        write_history(EVALUATION_HISTORY_FILE, rows, self.evaluation_columns)
