@@ -7,7 +7,7 @@ ifdef GLUE_DIR
 export GLUE_DIR := $(abspath $(GLUE_DIR))
 endif
 
-.PHONY: install run test smoke lint lock
+.PHONY: install run test smoke lint lock plots-template
 
 install: $(VENV)/.installed
 
@@ -44,3 +44,10 @@ lint: install
 # The real pipeline on the real MRPC mirror for a few dozen steps (CI runs it after `make test`).
 smoke: install
 	pytest -m smoke
+
+# The offline page of `dvc plots show` (.dvc/plots/offline.html, committed): vega, vega-lite and
+# vega-embed inlined at the versions DVC's renderer names. Rebuild it after updating dvc-render.
+plots-template: install
+	versions="$$(python -m finetune.plots_template --versions)" && packs="$$(mktemp -d)" && \
+		(cd "$$packs" && npm pack --silent $$versions >/dev/null) && \
+		python -m finetune.plots_template "$$packs"/*.tgz && rm -rf "$$packs"

@@ -309,4 +309,5 @@ def copy_project(destination):
     (destination / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
         shutil.copy(PROJECT_ROOT / ".dvc" / name, destination / ".dvc" / name)
+    shutil.copytree(PROJECT_ROOT / ".dvc" / "plots", destination / ".dvc" / "plots")  # the offline page template
     return destination

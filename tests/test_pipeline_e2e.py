@@ -10,6 +10,7 @@ import time
 import pytest
 import yaml
 
+from tests.browser import drawn_plots, open_page
 from tests.conftest import copy_project, dvc_environment, write_params
 
 ALL_OUTPUTS = [
@@ -134,7 +135,35 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     # Each curve is drawn once, against the step: no default per-file plots of the CSVs.
     assert sorted(re.findall(r"vegaEmbed\('#(\w+)'", page)) == [
         "accuracy", "confusion_validation", "grad_norm", "learning_rate", "loss"]
-    assert page.count("<img") == 6  # the report's PNGs
+    assert page.partition("<body>")[2].count("<img") == 6  # the report's PNGs
+
+
+def test_plots_show_page_draws_every_plot_in_a_browser_without_network(repo, tmp_path):
+    root, run, _ = repo
+    run("dvc", "plots", "show")
+    page = root / "dvc_plots" / "index.html"
+    dom, requested = open_page(page, tmp_path)
+    declared = [plot for entry in yaml.safe_load((root / "dvc.yaml").read_text())["plots"] if isinstance(entry, dict)
+                for plot in entry]
+    assert declared == ["loss", "accuracy", "learning_rate", "grad_norm", "confusion_validation"]
+    assert drawn_plots(dom, declared) == set(declared)
+    assert dom.partition("<body>")[2].count("<img") == 6  # the report's PNGs
+    assert {url for url in requested if not url.startswith("file:")} == set()
+
+    # The same check fails on a page that loads its scripts from a CDN, as DVC's default does.
+    cdn_page = tmp_path / "cdn.html"
+    cdn_page.write_text(page_with_cdn_scripts(page.read_text()))
+    dom, requested = open_page(cdn_page, tmp_path)
+    assert drawn_plots(dom, declared) == set()
+    assert "https://cdn.jsdelivr.net/npm/vega@5.20.2" in requested
+
+
+def page_with_cdn_scripts(page):
+    """The page, its inlined bundles replaced by DVC's default CDN tags (dvc_render's SCRIPTS)."""
+    from dvc_render.vega import VegaRenderer
+
+    head, _, body = page.partition("</head>")
+    return head.partition("<script>")[0] + VegaRenderer.SCRIPTS + "</head>" + body
 
 
 def _all_runs(rows):
