@@ -54,7 +54,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny
     root = tmp_path / "interrupted"
     env = make_repo(root, tiny_params, glue_parquet_dir)
     kill_repro_after_checkpoint(root, env, step=50)
-    assert not (root / "models").exists() and not (root / "metrics" / "train.json").exists()
+    assert not (root / "trained_model").exists() and not (root / "metrics" / "train.json").exists()
 
     output = repro(root, env)
     resumed = [line for line in output.splitlines() if line.startswith("train: resuming from ")]
