@@ -39,6 +39,29 @@ def write_csv(path, header, rows):
         writer.writerows(rows)
 
 
+def link_tree(source, destination, skip=()):
+    """Hard-link every file of folder `source` into `destination` (copy where the filesystem
+    cannot link, e.g. across devices), except the names in `skip`; return how many were copied.
+
+    A hard link costs no time or disk while the stage runs, and DVC's content-addressed cache
+    stores each file once however many outputs hold it. (When DVC then saves the outputs, its
+    default `reflink,copy` cache type leaves each folder its own copy: free on a filesystem with
+    reflinks, one more copy of the model otherwise; measured on ext4.) Stages replace outputs by
+    renaming (`atomic_output`) and never write into a file, so no folder changes under the other."""
+    copied = 0
+    for file in sorted(Path(source).rglob("*")):
+        if not file.is_file() or file.name in skip:
+            continue
+        target = Path(destination) / file.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(file, target)
+        except OSError:
+            shutil.copy2(file, target)
+            copied += 1
+    return copied
+
+
 def read_csv(path):
     with open(path, newline="") as csv_file:
         return list(csv.DictReader(csv_file))

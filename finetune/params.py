@@ -7,6 +7,7 @@ type and the values it may take, and rejects anything else before any work is do
 import dataclasses
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -89,6 +90,19 @@ def load_params(path=PARAMS_FILE):
     if not isinstance(raw, dict):
         raise PipelineError(f"{path} must be a mapping of key: value, got {type(raw).__name__}")
     return parse_params(raw, source=path)
+
+
+def changed_params():
+    """Params of this run that differ from params.yaml at Git's HEAD, as {key: (committed, now)}
+    (None outside Git): the report and the model card list them.
+
+    `dvc exp run -S` and queued experiments change params.yaml on top of HEAD, so this
+    names exactly what the experiment varied."""
+    committed = subprocess.run(["git", "show", f"HEAD:{PARAMS_FILE}"], capture_output=True, text=True)
+    if committed.returncode != 0:
+        return None
+    before, now = read_yaml(committed.stdout) or {}, read_yaml(PARAMS_FILE.read_text())
+    return {key: (before.get(key), value) for key, value in now.items() if before.get(key) != value}
 
 
 def parse_params(raw, source=PARAMS_FILE):

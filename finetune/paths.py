@@ -12,7 +12,12 @@ PROVENANCE_FILE = RAW_DIR / "provenance.json"
 TASK_FILE = RAW_DIR / "task.json"
 TOKENIZED_DIR = Path("data/tokenized")
 
+# train writes the fine-tuned model to TRAINED_MODEL_DIR; evaluate scores it there; publish
+# makes MODEL_DIR of it: the same files plus the model card, README.md. Two folders because DVC
+# lets one stage write each output, and the card needs evaluate's metrics.
+TRAINED_MODEL_DIR = Path("trained_model")
 MODEL_DIR = Path("models")
+MODEL_CARD_FILE = MODEL_DIR / "README.md"
 # Not a DVC output: resumable checkpoints of an unfinished train stage, which survive a
 # killed or failed run (DVC removes only declared outputs) and never enter the cache.
 CHECKPOINT_DIR = Path("checkpoints/train")

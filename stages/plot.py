@@ -8,19 +8,17 @@ report is for reading one run without DVC.
 """
 
 import json
-import subprocess
 import time
 
 from finetune.diagnosis import REMEDIES, explanation
 from finetune.errors import PipelineError, run_stage
 from finetune.figures import curves_of, plot_confusion, plot_curves, plot_scatter
 from finetune.outputs import atomic_output, read_csv
-from finetune.params import load_params, read_yaml
+from finetune.params import changed_params, load_params
 from finetune.paths import (
     DIAGNOSIS_FILE,
     EVALUATION_HISTORY_FILE,
     EVALUATION_METRICS_FILE,
-    PARAMS_FILE,
     REPORT_DIR,
     TRAIN_HISTORY_FILE,
     predictions_file,
@@ -69,25 +67,13 @@ def _report(diagnosis, verdict_sentence, figures):
         if not key.endswith(("_ci_low", "_ci_high")):
             lines.append(f"| {key} | {value:.4f} | [{metrics[key + '_ci_low']:.4f}, {metrics[key + '_ci_high']:.4f}] |")
     lines += ["", "## Params that differ from the committed params.yaml", ""]
-    changed = _changed_params()
+    changed = changed_params()
     if changed is None:
         lines.append("(no Git commit to compare with)")
     else:
         lines += [f"- `{key}`: {old!r} → {new!r}" for key, (old, new) in changed.items()] or ["(none)"]
     lines += ["", "## Curves", ""] + [f"![{name}]({FIGURES}/{name})" for name in figures]
     return "\n".join(lines) + "\n"
-
-
-def _changed_params():
-    """Params of this run that differ from params.yaml at Git's HEAD (None outside Git).
-
-    `dvc exp run -S` and queued experiments change params.yaml on top of HEAD, so this
-    names exactly what the experiment varied."""
-    committed = subprocess.run(["git", "show", f"HEAD:{PARAMS_FILE}"], capture_output=True, text=True)
-    if committed.returncode != 0:
-        return None
-    before, now = read_yaml(committed.stdout) or {}, read_yaml(PARAMS_FILE.read_text())
-    return {key: (before.get(key), value) for key, value in now.items() if before.get(key) != value}
 
 
 def _read_csv(path):

@@ -22,7 +22,7 @@ from finetune.live import LiveHistory
 from finetune.models import load_classifier, load_tokenizer
 from finetune.outputs import atomic_output, write_json
 from finetune.params import load_params
-from finetune.paths import CHECKPOINT_DIR, MODEL_DIR, TRAIN_METRICS_FILE
+from finetune.paths import CHECKPOINT_DIR, TRAIN_METRICS_FILE, TRAINED_MODEL_DIR
 from finetune.resume import last_complete_checkpoint, resumable_checkpoint
 from finetune.tasks import best_model_metric, load_task
 from finetune.training import build_trainer, evaluation_sets
@@ -56,7 +56,7 @@ def main():
     if not main_process:
         return  # every process holds the same trained model; one writes it
 
-    with atomic_output(MODEL_DIR) as staging:
+    with atomic_output(TRAINED_MODEL_DIR) as staging:
         trainer.save_model(str(staging))  # saves the tokenizer beside the model
     state = trainer.state
     # The same rows LiveHistory has written to metrics/history/ step by step.
@@ -81,7 +81,7 @@ def main():
     shutil.rmtree(CHECKPOINT_DIR)
     scores = ", ".join(f"{key} {value:.4f}" for key, value in saved_scores.items() if not key.endswith("_loss"))
     print(f"train: {state.global_step} steps ({state.epoch:.2f} epochs) in {time.perf_counter() - started:.0f}s, "
-          f"saved model of step {saved['step']} ({scores}) -> {MODEL_DIR}/")
+          f"saved model of step {saved['step']} ({scores}) -> {TRAINED_MODEL_DIR}/")
 
 
 if __name__ == "__main__":

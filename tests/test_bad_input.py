@@ -220,4 +220,4 @@ def test_a_best_model_metric_the_task_lacks_stops_train_before_it_writes(project
     assert status == 1
     assert stderr == ("error: params.yaml: best_model_metric must be auto, loss or one of the rte metrics (accuracy), "
                       "got 'f1'\n")
-    assert not (project / "models").exists() and not (project / "checkpoints").exists()
+    assert not (project / "trained_model").exists() and not (project / "checkpoints").exists()

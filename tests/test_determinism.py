@@ -8,7 +8,7 @@ from tests.conftest import run_stage_process
 RESULT_FILES = [
     "metrics/train.json", "metrics/evaluation.json", "metrics/history/train.csv",
     "metrics/history/evaluations.csv", "metrics/predictions/validation.csv",
-    "metrics/predictions/test.csv", "models/model.safetensors",
+    "metrics/predictions/test.csv", "trained_model/model.safetensors",
 ]
 
 

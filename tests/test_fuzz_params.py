@@ -20,11 +20,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from finetune.errors import run_stage
-from stages import diagnose, download, evaluate, plot, tokenize, train
+from stages import diagnose, download, evaluate, plot, publish, tokenize, train
 from tests.conftest import write_glue_task
 
-STAGES = [(download, ["data/raw"]), (tokenize, ["data/tokenized"]), (train, ["models", "metrics/train.json"]),
-          (evaluate, ["metrics/evaluation.json"]), (diagnose, ["metrics/diagnosis.json"]), (plot, ["metrics/report"])]
+STAGES = [(download, ["data/raw"]), (tokenize, ["data/tokenized"]), (train, ["trained_model", "metrics/train.json"]),
+          (evaluate, ["metrics/evaluation.json"]), (diagnose, ["metrics/diagnosis.json"]), (plot, ["metrics/report"]),
+          (publish, ["models"])]
 
 ODD_YAML = st.sampled_from(["~", ".nan", ".inf", "-.inf", "1e-5", "'1e-5'", "[]", "{}", "[1, 2]", "yes", "no", "''",
                             "' '", "0x10", "1_000", "-1", "0", "1.5", "true", "'" + "x" * 300 + "'", "2e9", "-0.0"])

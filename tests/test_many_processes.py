@@ -72,7 +72,7 @@ def test_two_processes_train_and_evaluate_as_one(tmp_path, tiny_params, glue_par
     # Only the main process reports and writes: the same files as one process, each once.
     assert logs["train"].count("train: 12 steps") == 1
     assert logs["evaluate"].count("evaluate: ") == 1
-    written = {run: sorted(str(path.relative_to(run)) for folder in ("metrics", "models")
+    written = {run: sorted(str(path.relative_to(run)) for folder in ("metrics", "trained_model")
                            for path in (run / folder).rglob("*")) for run in (one, two)}
     assert written[two] == written[one]
 
@@ -101,4 +101,4 @@ def test_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tiny_
     assert result.returncode != 0
     assert ("error: train_batch_size: 7 pairs per step do not split evenly over 2 processes; "
             "use a multiple of 2") in result.stderr
-    assert not (project_dir / "models").exists() and not (project_dir / "metrics").exists()
+    assert not (project_dir / "trained_model").exists() and not (project_dir / "metrics").exists()

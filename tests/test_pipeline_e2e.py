@@ -15,7 +15,8 @@ from tests.conftest import copy_project, dvc_environment, write_params
 
 ALL_OUTPUTS = [
     "data/raw/train.parquet", "data/raw/provenance.json", "data/tokenized/dataset_dict.json",
-    "models/config.json", "models/model.safetensors", "metrics/train.json", "metrics/evaluation.json",
+    "trained_model/config.json", "models/config.json", "models/model.safetensors", "models/README.md",
+    "metrics/train.json", "metrics/evaluation.json",
     "metrics/history/train.csv", "metrics/history/evaluations.csv", "metrics/diagnosis.json",
     "metrics/predictions/validation.csv", "metrics/predictions/test.csv", "metrics/report/report.md",
     "metrics/report/figures/loss.png", "data/raw/task.json",
@@ -46,12 +47,13 @@ def ran_stages(output):
 
 def test_repro_produces_every_output_then_nothing_to_do(repo):
     root, run, first_repro = repo
-    assert ran_stages(first_repro) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
+    assert ran_stages(first_repro) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot", "publish"]
     assert [output for output in ALL_OUTPUTS if not (root / output).is_file()] == []
     # Git sees only small tracked files: artifacts are ignored and live in DVC's cache.
     run("git", "add", "-A")
     staged = run("git", "diff", "--cached", "--name-only").split()
-    assert not [name for name in staged if name.startswith(("data/raw/", "data/tokenized/", "models/", "metrics/report/"))]
+    assert not [name for name in staged if name.startswith(("data/raw/", "data/tokenized/", "trained_model/", "models/",
+                                                                    "metrics/report/"))]
     run("git", "commit", "-q", "-m", "first run")
     second_repro = run("dvc", "repro")
     assert ran_stages(second_repro) == []
@@ -61,7 +63,7 @@ def test_repro_produces_every_output_then_nothing_to_do(repo):
 def test_exp_run_lr_reruns_only_training_and_shows_both_runs(repo):
     root, run, _ = repo
     output = run("dvc", "exp", "run", "-S", "lr=1e-5")
-    assert ran_stages(output) == ["train", "evaluate", "diagnose", "plot"]
+    assert ran_stages(output) == ["train", "evaluate", "diagnose", "plot", "publish"]
     assert "Stage 'download' didn't change, skipping" in output
     assert "Stage 'tokenize' didn't change, skipping" in output
 
@@ -100,7 +102,7 @@ def test_queued_seed_sweep_reuses_cached_data_and_aggregates(repo):
         # Each ran in a temporary copy of the repository, where DVC's cache served the data.
         log = run("dvc", "queue", "logs", sweep[seed]["name"])
         assert "Stage 'download' didn't change, skipping" in log and "Stage 'tokenize' didn't change, skipping" in log
-        assert ran_stages(log) == ["train", "evaluate", "diagnose", "plot"]
+        assert ran_stages(log) == ["train", "evaluate", "diagnose", "plot", "publish"]
 
     table = run(sys.executable, "-m", "finetune.aggregate_seeds", "--plot", "seeds.png")
     by_lr = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith(("0.001", "1e-05"))}
@@ -116,7 +118,7 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     run("git", "checkout", "-q", "-b", "more-steps")
     params = yaml.safe_load((root / "params.yaml").read_text())
     write_params(root, params, epochs=3)
-    assert ran_stages(run("dvc", "repro")) == ["train", "evaluate", "diagnose", "plot"]
+    assert ran_stages(run("dvc", "repro")) == ["train", "evaluate", "diagnose", "plot", "publish"]
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "three epochs")
 

@@ -51,7 +51,7 @@ def test_killed_training_resumes_and_matches_an_uninterrupted_run(tmp_path, tiny
     root = tmp_path / "interrupted"
     env = make_repo(root, tiny_params, glue_parquet_dir)
     kill_repro_after_checkpoint(root, env, step=50)
-    assert not (root / "models").exists() and not (root / "metrics" / "train.json").exists()
+    assert not (root / "trained_model").exists() and not (root / "metrics" / "train.json").exists()
     # The killed run left its curves up to its last logged step, and its live summary.
     logged = [int(row["step"]) for row in read_csv(root / "metrics" / "history" / "train.csv")]
     assert logged[-1] >= 50 and logged == list(range(10, logged[-1] + 1, 10))

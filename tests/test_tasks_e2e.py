@@ -18,6 +18,9 @@ def dvc(root, env, *arguments):
     return result.stdout + result.stderr
 
 
+EVERY_STAGE = ["download", "tokenize", "train", "evaluate", "diagnose", "plot", "publish"]
+
+
 def ran_stages(output):
     return re.findall(r"Running stage '(\w+)'", output)
 
@@ -28,7 +31,7 @@ def test_a_glue_task_runs_end_to_end(tmp_path, tiny_params, config):
     glue_dir = write_glue_task(tmp_path / "glue", config, "parquet")
     root = tmp_path / "project"
     env = make_git_project(root, {**tiny_params, "dataset_config": config}, glue_dir)
-    assert ran_stages(dvc(root, env, "repro")) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
+    assert ran_stages(dvc(root, env, "repro")) == EVERY_STAGE
 
     metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
     point_metrics = {key for key in metrics if not key.endswith(("_ci_low", "_ci_high"))}
@@ -37,6 +40,8 @@ def test_a_glue_task_runs_end_to_end(tmp_path, tiny_params, config):
     for key in point_metrics:
         assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"]
     config_json = json.loads((root / "models" / "config.json").read_text())
+    card = (root / "models" / "README.md").read_text()
+    assert f"fine-tuned on GLUE {config.upper()}" in card and f"| validation | {task.metrics[0]} |" in card
     figures = {path.name for path in (root / "metrics" / "report" / "figures").iterdir()}
     if task.regression:
         assert config_json["problem_type"] == "regression" and len(config_json["id2label"]) == 1
@@ -59,15 +64,16 @@ def test_own_data_runs_and_reruns_only_when_its_files_change(tmp_path, tiny_para
     write_own_data(data_dir, "csv", ["review"], "sentiment", ["negative", "positive"])
     output = dvc(root, env, "exp", "run", "-S", "dataset=data/reviews", "-S", "text_columns=[review]",
                  "-S", "label_column=sentiment")
-    assert ran_stages(output) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
+    assert ran_stages(output) == EVERY_STAGE
     task = json.loads((root / "data" / "raw" / "task.json").read_text())
     assert task["text_columns"] == ["review"] and task["label_names"] == ["negative", "positive"]
     metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
     assert {"validation_accuracy", "validation_macro_f1", "validation_f1"} <= set(metrics)
     assert list(json.loads((root / "models" / "config.json").read_text())["id2label"].values()) == [
         "negative", "positive"]
+    assert "fine-tuned on own data data/reviews" in (root / "models" / "README.md").read_text()
 
     assert ran_stages(dvc(root, env, "repro")) == []  # the same files: nothing to do
     with open(data_dir / "train.csv", "a") as train_file:
         train_file.write('"an extra review, the cat sat",positive\n')
-    assert ran_stages(dvc(root, env, "repro")) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot"]
+    assert ran_stages(dvc(root, env, "repro")) == EVERY_STAGE

@@ -1,19 +1,21 @@
-"""The train, evaluate and plot stages on the tiny model and synthetic data."""
+"""The train, evaluate, plot and publish stages on the tiny model and synthetic data."""
 
 import csv
 import json
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from finetune.data import load_tokenized
 from finetune.diagnosis import REMEDIES, explanation
+from finetune.errors import run_stage
 from finetune.models import freeze_embeddings, load_classifier, load_tokenizer
 from finetune.params import load_params
 from finetune.tasks import GLUE_TASKS, load_task
 from finetune.training import build_trainer, evaluation_sets
-from stages import diagnose, download, evaluate, plot, tokenize, train
+from stages import diagnose, download, evaluate, plot, publish, tokenize, train
 from tests.conftest import SPLIT_ROWS, padded_tiny_batch, write_params
 
 
@@ -30,15 +32,15 @@ def trained_project(tmp_path_factory, tiny_params, glue_parquet_dir):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(project_dir)
         monkeypatch.setenv("GLUE_DIR", str(glue_parquet_dir))
-        for stage in (download, tokenize, train, evaluate, diagnose, plot):
+        for stage in (download, tokenize, train, evaluate, diagnose, plot, publish):
             stage.main()
     return project_dir
 
 
 def test_train_saves_model_history_and_metrics(trained_project, tiny_params):
-    model = AutoModelForSequenceClassification.from_pretrained(trained_project / "models")
+    model = AutoModelForSequenceClassification.from_pretrained(trained_project / "trained_model")
     assert model.config.id2label == {0: "not_equivalent", 1: "equivalent"}
-    assert (trained_project / "models" / "tokenizer.json").is_file()
+    assert (trained_project / "trained_model" / "tokenizer.json").is_file()
 
     steps_per_epoch = SPLIT_ROWS["train"] // tiny_params["train_batch_size"]
     train_history = read_csv(trained_project / "metrics" / "history" / "train.csv")
@@ -69,7 +71,7 @@ def test_freeze_embeddings_param_keeps_the_checkpoints_embedding_layer(project, 
     for stage in (download, tokenize, train):
         stage.main()
     before = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir).state_dict()
-    after = AutoModelForSequenceClassification.from_pretrained(project / "models").state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(project / "trained_model").state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     embedding_layer = {name for name in before if name.startswith("bert.embeddings.")}
     assert embedding_layer  # token, position, segment embeddings and their layer norm
@@ -119,6 +121,28 @@ def test_plot_writes_a_report_with_curves_verdict_and_changed_params(trained_pro
     assert "(no Git commit to compare with)" in report  # the test project is not a Git repository
 
 
+def test_publish_gives_the_trained_model_its_card(trained_project, tiny_params):
+    published, trained = trained_project / "models", trained_project / "trained_model"
+    assert sorted(path.name for path in published.iterdir()) == sorted(
+        [*(path.name for path in trained.iterdir()), "README.md"])
+    # Hard links: the same file, no second copy on disk.
+    assert (published / "model.safetensors").stat().st_ino == (trained / "model.safetensors").stat().st_ino
+    _, front_matter, prose = (published / "README.md").read_text().split("---\n", 2)
+    metadata = yaml.safe_load(front_matter)
+    # A local checkpoint folder is no Hub id: named in the prose, not as base_model.
+    assert "base_model" not in metadata and f"Base checkpoint `{tiny_params['checkpoint']}`" in prose
+    assert metadata["pipeline_tag"] == "text-classification" and "| validation | f1 |" in prose
+    assert "(no Git commit to compare with)" in prose  # the test project is not a Git repository
+
+
+def test_publish_without_a_trained_model_says_which_stage_to_run(project, capsys):
+    download.main()
+    with pytest.raises(SystemExit) as stopped:
+        run_stage(publish.main)
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err.strip() == "error: trained_model/ holds no trained model: run `dvc repro train` first"
+
+
 def test_early_stopping_stops_and_keeps_the_best_model(project, tiny_params):
     # A learning rate this small changes nothing: no evaluation improves on the first one.
     write_params(project, tiny_params, lr=1e-12, epochs=3, early_stopping_patience=1, best_model_metric="loss")
@@ -137,7 +161,7 @@ def test_bf16_trains_and_evaluates_on_a_cpu(project, tiny_params):
     write_params(project, tiny_params, precision="bf16", epochs=1)
     for stage in (download, tokenize, train, evaluate):
         stage.main()
-    model = AutoModelForSequenceClassification.from_pretrained(project / "models")
+    model = AutoModelForSequenceClassification.from_pretrained(project / "trained_model")
     assert model.dtype.is_floating_point
     metrics = json.loads((project / "metrics" / "evaluation.json").read_text())
     assert 0 <= metrics["validation_accuracy"] <= 1 and metrics["validation_loss"] > 0
@@ -178,7 +202,7 @@ def test_train_says_which_cpu_speedups_it_applied(project, tiny_params, capsys, 
 def test_a_run_shorter_than_logging_steps_still_gives_every_output(project, tiny_params):
     # max_steps below logging_steps: no train loss is logged, yet the stages complete.
     write_params(project, tiny_params, max_steps=3, logging_steps=10, eval_steps=50)
-    for stage in (download, tokenize, train, evaluate, diagnose, plot):
+    for stage in (download, tokenize, train, evaluate, diagnose, plot, publish):
         stage.main()
     assert read_csv(project / "metrics" / "history" / "train.csv") == []
     assert [int(row["step"]) for row in read_csv(project / "metrics" / "history" / "evaluations.csv")] == [3]
@@ -187,6 +211,7 @@ def test_a_run_shorter_than_logging_steps_still_gives_every_output(project, tiny
     assert json.loads((project / "metrics" / "diagnosis.json").read_text())["verdict"] in (
         "healthy", "overfitting", "underfitting", "erratic")
     assert (project / "metrics" / "report" / "figures" / "loss.png").is_file()
+    assert (project / "models" / "README.md").is_file()
 
 
 def test_a_failure_after_training_keeps_the_checkpoints_and_the_rerun_resumes(project, tiny_params, monkeypatch,

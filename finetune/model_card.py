@@ -1,0 +1,115 @@
+"""The model card of models/: README.md in the Hugging Face format, YAML metadata then prose.
+
+huggingface_hub's ModelCardData writes the metadata (library, pipeline tag, base model,
+datasets, metrics and the model-index of results), so the Hub and tools that read cards
+(DVC Studio's model registry shows README.md too) parse it as they parse any other card. The
+prose says what a user of the model asks: what it predicts, how to load it, how well it does
+(with the evaluate stage's 95% intervals), how it was trained and from which exact data.
+"""
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCardData
+
+from finetune.params import HUB_DATASET
+from finetune.paths import EVALUATION_METRICS_FILE, PROVENANCE_FILE
+
+# Pretty names of the metric keys of finetune/tasks.py, as the Hub shows them.
+METRIC_TITLES = {"accuracy": "Accuracy", "f1": "F1", "macro_f1": "Macro F1",
+                 "matthews_correlation": "Matthews correlation", "pearson": "Pearson", "spearmanr": "Spearman"}
+# The name dvc.yaml's `artifacts:` gives models/ (dvc artifacts get, DVC Studio's model registry).
+ARTIFACT_NAME = "text-classifier"
+# An example input for the usage snippet: one sentence, or a pair (the MRPC kind of pair).
+EXAMPLE_PAIR = ("The company said its profit rose 5 percent.", "Its profit went up 5 percent, the company said.")
+
+
+def model_card(params, task, evaluation, training, provenance, changed):
+    """The card's text. `evaluation`, `training`, `provenance`: the JSON of metrics/evaluation.json,
+    metrics/train.json and data/raw/provenance.json; `changed`: finetune.params.changed_params()."""
+    glue = params.dataset == HUB_DATASET
+    dataset_name = f"GLUE {task.name.upper()}" if glue else f"own data {params.dataset}"
+    scored = [split for split in task.evaluated_splits if f"{split}_loss" in evaluation]  # labelled splits
+    results = [EvalResult(task_type="text-classification", task_name="Text Classification",
+                          dataset_type=HUB_DATASET if glue else params.dataset, dataset_name=dataset_name,
+                          dataset_config=params.dataset_config if glue else None, dataset_split=split,
+                          metric_type=metric, metric_value=round(evaluation[f"{split}_{metric}"], 4),
+                          metric_name=f"{METRIC_TITLES[metric]} ({split})")
+               for split in scored for metric in task.metrics]
+    # base_model must be a Hub id: a local checkpoint folder is named in the prose only.
+    base_model = None if Path(params.checkpoint).is_dir() else params.checkpoint
+    metadata = ModelCardData(
+        library_name="transformers", pipeline_tag="text-classification", base_model=base_model,
+        datasets=[HUB_DATASET] if glue else None, metrics=list(task.metrics), tags=["dvc", task.name],
+        model_name=f"{params.checkpoint.rstrip('/').split('/')[-1]}-{task.name}", eval_results=results or None)
+    what = "a score (regression)" if task.regression else f"one of {', '.join(f'`{n}`' for n in task.label_names)}"
+    lines = [
+        "---", metadata.to_yaml(), "---", "",
+        f"# {params.checkpoint} fine-tuned on {dataset_name}", "",
+        f"Reads {' and '.join(f'`{column}`' for column in task.text_columns)} and predicts {what}. "
+        f"Fine-tuned from `{params.checkpoint}` by this project's DVC pipeline (`dvc repro`); "
+        "this folder is its `models/` output, declared in `dvc.yaml` as the artifact "
+        f"`{ARTIFACT_NAME}`.", "",
+        *_usage(task), *_results(task, scored, evaluation, params), *_training(params, training, changed),
+        *_data(provenance),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _usage(task):
+    if len(task.text_columns) == 2:
+        call = f'classifier({{"text": "{EXAMPLE_PAIR[0]}", "text_pair": "{EXAMPLE_PAIR[1]}"}})'
+    else:
+        call = f'classifier("{EXAMPLE_PAIR[0]}")'
+    # A regression's one output is the score itself: no softmax over one "class".
+    options = ', function_to_apply="none"' if task.regression else ""
+    return ["## How to use", "", "```python", "from transformers import pipeline", "",
+            f'classifier = pipeline("text-classification", model="models"{options})',
+            f"print({call})", "```", "",
+            f"From another clone or machine: `dvc artifacts get <repository URL> {ARTIFACT_NAME}` "
+            "downloads this folder from the project's DVC remote.", ""]
+
+
+def _results(task, scored, evaluation, params):
+    if not scored:
+        return ["## Results", "", "No evaluated split has labels.", ""]
+    lines = ["## Results", "",
+             f"From `{EVALUATION_METRICS_FILE}` (the `evaluate` stage); in brackets the 95% percentile-bootstrap "
+             f"interval ({params.bootstrap_resamples} resamples, seed {params.bootstrap_seed}).", "",
+             "| split | metric | value | 95% interval |", "|---|---|---|---|"]
+    for split in scored:
+        for metric in (*task.metrics, "loss"):
+            key = f"{split}_{metric}"
+            lines.append(f"| {split} | {metric} | {evaluation[key]:.4f} | "
+                         f"[{evaluation[key + '_ci_low']:.4f}, {evaluation[key + '_ci_high']:.4f}] |")
+    return [*lines, ""]
+
+
+def _training(params, training, changed):
+    steps = (f"{training['trained_steps']} steps ({training['trained_epochs']} epochs"
+             f"{', stopped early' if training['stopped_early'] else ''}); the saved model is step "
+             f"{training['saved_model_step']}'s.")
+    lines = ["## Training", "",
+             f"Base checkpoint `{params.checkpoint}`, `max_length` {params.max_length}, learning rate {params.lr} "
+             f"({params.lr_scheduler}, warm-up ratio {params.warmup_ratio}), batches of {params.train_batch_size}, "
+             f"dropout {params.dropout}, embeddings {'frozen' if params.freeze_embeddings else 'trained'}, "
+             f"seed {params.seed}, precision `{params.precision}`: {steps}", "",
+             "Params that differ from the committed `params.yaml`:", ""]
+    if changed is None:
+        lines.append("(no Git commit to compare with)")
+    else:
+        lines += [f"- `{key}`: {old!r} → {new!r}" for key, (old, new) in changed.items()] or ["(none)"]
+    return [*lines, ""]
+
+
+def _data(provenance):
+    """The splits as data/raw holds them, and the source files they were read from, each with its SHA-256."""
+    source = provenance["source"]
+    config = f" ({provenance['config']})" if provenance["config"] else ""
+    origin = "the Hugging Face Hub" if source["kind"] == "hub" else f"local {source['layout']} files"
+    lines = ["## Data", "", f"`{provenance['dataset']}`{config}, read from {origin}; the splits as "
+             f"`{PROVENANCE_FILE}` records them:", "", "| split | rows | SHA-256 |", "|---|---|---|"]
+    lines += [f"| {split} | {entry['rows']} | `{entry['sha256']}` |" for split, entry in provenance["splits"].items()]
+    if source.get("files_sha256"):
+        lines += ["", "| source file | SHA-256 |", "|---|---|"]
+        lines += [f"| `{name}` | `{digest}` |" for name, digest in source["files_sha256"].items()]
+    return [*lines, ""]

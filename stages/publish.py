@@ -1,0 +1,53 @@
+"""Stage `publish`: models/, the model a team shares: the trained model plus its model card.
+
+models/ is the `text-classifier` artifact of dvc.yaml (`dvc artifacts get`, DVC Studio's model
+registry) and what `pipeline("text-classification", model="models")` loads. Its README.md is the
+model card (finetune/model_card.py), which needs evaluate's metrics: DVC lets one stage write an
+output, so train writes trained_model/, evaluate scores it, and this stage publishes both.
+"""
+
+import json
+import time
+
+from finetune.errors import PipelineError, run_stage
+from finetune.model_card import model_card
+from finetune.outputs import atomic_output, link_tree
+from finetune.params import changed_params, load_params
+from finetune.paths import (
+    EVALUATION_METRICS_FILE,
+    MODEL_CARD_FILE,
+    MODEL_DIR,
+    PROVENANCE_FILE,
+    TRAIN_METRICS_FILE,
+    TRAINED_MODEL_DIR,
+)
+from finetune.tasks import load_task
+
+
+def main():
+    params = load_params()
+    task = load_task()
+    started = time.perf_counter()
+    if not (TRAINED_MODEL_DIR / "config.json").is_file():
+        raise PipelineError(f"{TRAINED_MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
+    evaluation, training, provenance = (_read_json(path, stage) for path, stage in (
+        (EVALUATION_METRICS_FILE, "evaluate"), (TRAIN_METRICS_FILE, "train"), (PROVENANCE_FILE, "download")))
+    card = model_card(params, task, evaluation, training, provenance, changed_params())
+    with atomic_output(MODEL_DIR) as staging:
+        # The card replaces any README.md of the trained folder (Trainer writes none today).
+        copied = link_tree(TRAINED_MODEL_DIR, staging, skip=(MODEL_CARD_FILE.name,))
+        (staging / MODEL_CARD_FILE.name).write_text(card)
+        files = sum(1 for path in staging.rglob("*") if path.is_file())
+    how = f"{copied} copied, the rest hard-linked" if copied else "hard-linked"
+    print(f"publish: {files - 1} model files from {TRAINED_MODEL_DIR}/ ({how}) and the model card "
+          f"{MODEL_CARD_FILE.name} -> {MODEL_DIR}/ in {time.perf_counter() - started:.1f}s")
+
+
+def _read_json(path, stage):
+    if not path.is_file():
+        raise PipelineError(f"{path} not found: run `dvc repro {stage}` first")
+    return json.loads(path.read_text())
+
+
+if __name__ == "__main__":
+    run_stage(main)
