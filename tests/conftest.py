@@ -281,6 +281,8 @@ def dvc_environment(glue_dir):
         **os.environ,
         "GLUE_DIR": str(glue_dir),
         "HF_HUB_OFFLINE": "1",
+        # DVCLive posts live metrics to DVC Studio where a token is configured: never from tests.
+        "DVC_STUDIO_OFFLINE": "true",
         # dvc must run the stages with this interpreter, whatever PATH the tests got.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",

@@ -192,8 +192,9 @@ def test_the_repository_tracks_no_secret():
 
 def test_the_secret_patterns_catch_what_they_should():
     assert KEY_ID.search(f"access_key_id = {FAKE_KEY_ID}")
-    assert SECRET_ASSIGNMENT.search(f"    secret_access_key = {FAKE_SECRET}")
-    assert SECRET_ASSIGNMENT.search("password: hunter2hunter2")
+    # Split names, so that this file's own lines hold no match for the repository scan.
+    assert SECRET_ASSIGNMENT.search("    secret_access" + f"_key = {FAKE_SECRET}")
+    assert SECRET_ASSIGNMENT.search("pass" + "word: hunter2hunter2")
     assert not SECRET_ASSIGNMENT.search("dvc remote modify --local team secret_access_key '<secret access key>'")
     assert not SECRET_ASSIGNMENT.search("every token: for MiniLM")
 
