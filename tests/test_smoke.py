@@ -39,5 +39,7 @@ def test_real_pipeline_on_the_mirror_with_the_default_model(tmp_path):
     assert evaluation["validation_accuracy"] > 0.5 and evaluation["test_accuracy"] > 0.5
     assert len((root / "metrics" / "predictions" / "test.csv").read_text().splitlines()) == MRPC_ROWS["test"] + 1
     assert (root / "metrics" / "report" / "figures" / "loss.png").is_file()
+    card = (root / "models" / "README.md").read_text()  # the published model's card
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card and "| test | accuracy |" in card
     assert json.loads((root / "metrics" / "diagnosis.json").read_text())["verdict"] in (
         "healthy", "overfitting", "underfitting", "erratic")
