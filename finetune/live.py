@@ -34,6 +34,14 @@ def completes_evaluation(logs, task):
     return f"eval_{evaluation_set_names(task)[-1]}_loss" in logs
 
 
+def evaluation_scores(state, task):
+    """{(set, metric): value} of the evaluation Trainer logged, set by set, at this step."""
+    return {(name, metric): entry[f"eval_{name}_{metric}"]
+            for entry in state.log_history if entry.get("step") == state.global_step
+            for name in evaluation_set_names(task) for metric in ("loss", *task.metrics)
+            if f"eval_{name}_{metric}" in entry}
+
+
 class LiveHistory(TrainerCallback):
     """Keeps metrics/history/*.csv and DVCLive's summary up to date at every logged step.
 
@@ -65,11 +73,7 @@ class LiveHistory(TrainerCallback):
                       (("loss", "loss"), ("learning_rate", "learning_rate"), ("grad_norm", "grad_norm")) if key in logs}
         elif completes_evaluation(logs, self.task):
             self._write_evaluation_history(state)
-            # The whole evaluation, every set: Trainer's log entries of this step.
-            values = {f"{name}/{metric}": entry[f"eval_{name}_{metric}"]
-                      for entry in state.log_history if entry.get("step") == state.global_step
-                      for name in evaluation_set_names(self.task) for metric in ("loss", *self.task.metrics)
-                      if f"eval_{name}_{metric}" in entry}
+            values = {f"{name}/{metric}": value for (name, metric), value in evaluation_scores(state, self.task).items()}
         else:
             return
         self.live.step = state.global_step  # the true step, not a count of calls

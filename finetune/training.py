@@ -13,7 +13,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Progres
 from finetune.cpu_speedups import apply_cpu_speedups
 from finetune.data import sorted_by_length
 from finetune.errors import PipelineError
-from finetune.live import completes_evaluation, evaluation_set_names
+from finetune.live import completes_evaluation, evaluation_scores, evaluation_set_names
 from finetune.models import device_arguments, freeze_embeddings
 from finetune.resume import ResumableOrderTrainer
 from finetune.scores import metrics_function
@@ -39,10 +39,8 @@ class TrainingProgress(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not (state.is_world_process_zero and self.training_bar is not None and completes_evaluation(logs, self.task)):
             return
-        scores = {entry_key: value for entry in state.log_history if entry.get("step") == state.global_step
-                  for entry_key, value in entry.items() if entry_key.startswith("eval_")}
-        metrics = ("loss", *self.task.metrics)
-        sets = [f"{name} " + " ".join(f"{metric} {scores[f'eval_{name}_{metric}']:.4f}" for metric in metrics)
+        scores = evaluation_scores(state, self.task)
+        sets = [f"{name} " + " ".join(f"{metric} {scores[name, metric]:.4f}" for metric in ("loss", *self.task.metrics))
                 for name in evaluation_set_names(self.task)]
         self.training_bar.write(f"train: step {state.global_step}/{state.max_steps}: " + " | ".join(sets))
 
