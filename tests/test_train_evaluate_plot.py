@@ -2,10 +2,12 @@
 
 import csv
 import json
+import subprocess
 
 import pytest
 import torch
 import yaml
+from dvclive import Live
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from finetune.data import load_tokenized
@@ -236,6 +238,17 @@ def test_a_failure_after_training_keeps_the_checkpoints_and_the_rerun_resumes(pr
     assert json.loads((project / "metrics" / "train.json").read_text())["trained_steps"] == 6
     assert len(read_csv(project / "metrics" / "history" / "train.csv")) == 3  # steps 2, 4, 6: nothing lost
     assert not (project / "checkpoints" / "train").exists()
+
+
+def test_train_runs_in_a_git_repository_without_a_commit(project, tiny_params):
+    # `git init`, then `dvc repro` before the first commit: DVCLive 3.49 raised SCMError there
+    # (finetune.live.UncommittedSafeLive overrides its private Live._init_dvc for it).
+    assert callable(getattr(Live, "_init_dvc", None)), "dvclive.Live._init_dvc is gone: revisit UncommittedSafeLive"
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    write_params(project, tiny_params, epochs=1)
+    for stage in (download, tokenize, train):
+        stage.main()
+    assert json.loads((project / "metrics" / "live" / "metrics.json").read_text())["step"] == 6
 
 
 def test_dropout_param_reaches_gpt2s_pdrop_settings(tmp_path):
