@@ -6,8 +6,10 @@ data         loading and checking GLUE data                 models    checkpoint
 scores       accuracy/F1, compute_metrics, bootstrap        glue_metric  the metric as an `evaluate` module
 training     TrainingArguments and the Trainer wiring       resume    resumable checkpoints, batch order
 history      train and evaluation histories                 diagnosis the verdict from the curves
-cpu_speedups the CPU speed-ups, one switchable layer  model_card the card of models/ (Hugging Face format)
+live         the histories and DVCLive's summary, live      model_card  the card of models/
+cpu_speedups the CPU speed-ups, one switchable layer
 
-Commands that are not stages: `python -m finetune.aggregate_seeds` (mean ± std over seeds)
-and `python -m finetune.benchmark` (training speed against the course's loop).
+Commands that are not stages: `python -m finetune.aggregate_seeds` (mean ± std over seeds),
+`python -m finetune.benchmark` (training speed against the course's loop) and
+`python -m finetune.plots_template` (the offline page of `dvc plots show`).
 """

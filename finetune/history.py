@@ -9,10 +9,15 @@ TRAIN_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", "loss": "train_loss",
                          "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
 
+def evaluation_set_names(task):
+    """The sets each evaluation scores, in the order Trainer logs them (finetune.training.evaluation_sets)."""
+    return ("train_subset", *task.validation_splits)
+
+
 def evaluation_history_columns(task):
-    sets = ("train_subset", *task.validation_splits)
     return {"step": "step", "epoch": "epoch", **{
-        f"eval_{name}_{metric}": f"{name}_{metric}" for name in sets for metric in ("loss", *task.metrics)
+        f"eval_{name}_{metric}": f"{name}_{metric}" for name in evaluation_set_names(task)
+        for metric in ("loss", *task.metrics)
     }}
 
 

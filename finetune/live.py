@@ -18,16 +18,17 @@ import subprocess
 from dvclive import Live
 from transformers import TrainerCallback
 
-from finetune.history import TRAIN_HISTORY_COLUMNS, evaluation_history_columns, history_rows, write_history
+from finetune.history import (
+    TRAIN_HISTORY_COLUMNS,
+    evaluation_history_columns,
+    evaluation_set_names,
+    history_rows,
+    write_history,
+)
 from finetune.paths import EVALUATION_HISTORY_FILE, LIVE_DIR, TRAIN_HISTORY_FILE
 
 # DVCLive announces the experiment it logs to at INFO; the stage prints its own progress.
 logging.getLogger("dvclive").setLevel(logging.WARNING)
-
-
-def evaluation_set_names(task):
-    """The sets each evaluation scores, in the order Trainer logs them (finetune.training.evaluation_sets)."""
-    return ("train_subset", *task.validation_splits)
 
 
 def completes_evaluation(logs, task):

@@ -13,7 +13,8 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Progres
 from finetune.cpu_speedups import apply_cpu_speedups
 from finetune.data import sorted_by_length
 from finetune.errors import PipelineError
-from finetune.live import completes_evaluation, evaluation_scores, evaluation_set_names
+from finetune.history import evaluation_set_names
+from finetune.live import completes_evaluation, evaluation_scores
 from finetune.models import device_arguments, freeze_embeddings
 from finetune.resume import ResumableOrderTrainer
 from finetune.scores import metrics_function
