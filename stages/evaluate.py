@@ -13,14 +13,15 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-from finetune.data import has_labels, load_tokenized, sorted_by_length
-from finetune.errors import run_stage
-from finetune.models import device_arguments, load_classifier, load_tokenizer, trained_model_dir
-from finetune.outputs import write_csv, write_json
-from finetune.params import load_params
-from finetune.paths import EVALUATION_METRICS_FILE, predictions_file
-from finetune.scores import bootstrap_intervals, example_losses, predictions_of, task_metrics
-from finetune.tasks import load_task
+from finetune.core.errors import run_stage
+from finetune.core.metrics import LOSS
+from finetune.core.outputs import write_csv, write_json
+from finetune.core.params import load_params
+from finetune.core.paths import EVALUATION_METRICS_FILE, predictions_file, trained_model_dir
+from finetune.core.tasks import load_task
+from finetune.data.loading import has_labels, load_tokenized, sorted_by_length
+from finetune.models import device_arguments, load_classifier, load_tokenizer
+from finetune.scoring.scores import bootstrap_intervals, example_losses, predictions_of, task_metrics
 
 
 def main():
@@ -74,7 +75,7 @@ def main():
 def _scores(task, split, logits, predictions, labels, params):
     """Point metrics and their bootstrap intervals, as flat `<split>_<metric>[_ci_low|_ci_high]` keys."""
     losses = example_losses(task, logits, labels)
-    points = {**task_metrics(task, predictions, labels), "loss": float(losses.mean())}
+    points = {**task_metrics(task, predictions, labels), LOSS: float(losses.mean())}
     intervals = bootstrap_intervals(task, predictions, labels, losses, params.bootstrap_resamples,
                                     params.bootstrap_seed)
     scores = {}

@@ -2,20 +2,17 @@
 
 Learning curves (loss and each of the task's metrics on the train subset and validation;
 learning rate), confusion matrices (or predicted-vs-true scatters for a regression), the
-diagnosis in one sentence, the final metrics and the params that differ from the committed
-params.yaml. `dvc plots show` draws curves from the CSVs (see `plots:` in dvc.yaml); the
-report is for reading one run without DVC.
+diagnosis in one sentence, the final metrics and every param of the run. `dvc plots show` draws
+curves from the CSVs (see `plots:` in dvc.yaml); the report is for reading one run without DVC.
 """
 
 import json
 import time
 
-from finetune.diagnosis import REMEDIES, explanation
-from finetune.errors import PipelineError, run_stage
-from finetune.figures import curves_of, plot_confusion, plot_curves, plot_scatter
-from finetune.outputs import atomic_output, read_csv
-from finetune.params import changed_params, load_params
-from finetune.paths import (
+from finetune.core.errors import PipelineError, run_stage
+from finetune.core.outputs import atomic_output, read_csv
+from finetune.core.params import load_params, params_table
+from finetune.core.paths import (
     DIAGNOSIS_FILE,
     EVALUATION_HISTORY_FILE,
     EVALUATION_METRICS_FILE,
@@ -23,7 +20,9 @@ from finetune.paths import (
     TRAIN_HISTORY_FILE,
     predictions_file,
 )
-from finetune.tasks import load_task
+from finetune.core.tasks import load_task
+from finetune.reporting.diagnosis import REMEDIES, explanation
+from finetune.reporting.figures import curves_of, plot_confusion, plot_curves, plot_scatter
 
 # The report's PNGs, in a folder of their own that dvc.yaml declares as plots: any task's figures.
 FIGURES = "figures"
@@ -53,12 +52,12 @@ def main():
             else:
                 plot_confusion(predictions, task.label_names, split, figures / prediction_files[-1])
         sentence = explanation(task, diagnosis, params)
-        (staging / "report.md").write_text(_report(diagnosis, sentence, [*curves, *prediction_files]))
+        (staging / "report.md").write_text(_report(params, diagnosis, sentence, [*curves, *prediction_files]))
         written = sorted(str(path.relative_to(staging)) for path in staging.rglob("*.*"))
     print(f"plot: {', '.join(written)} -> {REPORT_DIR}/ in {time.perf_counter() - started:.1f}s")
 
 
-def _report(diagnosis, verdict_sentence, figures):
+def _report(params, diagnosis, verdict_sentence, figures):
     metrics = json.loads(EVALUATION_METRICS_FILE.read_text())
     lines = ["# Training report", "", f"**Verdict: {verdict_sentence}.**", "",
              f"Suggested remedies: {REMEDIES[diagnosis['verdict']]}.", "", "## Final metrics", "",
@@ -66,13 +65,8 @@ def _report(diagnosis, verdict_sentence, figures):
     for key, value in metrics.items():
         if not key.endswith(("_ci_low", "_ci_high")):
             lines.append(f"| {key} | {value:.4f} | [{metrics[key + '_ci_low']:.4f}, {metrics[key + '_ci_high']:.4f}] |")
-    lines += ["", "## Params that differ from the committed params.yaml", ""]
-    changed = changed_params()
-    if changed is None:
-        lines.append("(no Git commit to compare with)")
-    else:
-        lines += [f"- `{key}`: {old!r} → {new!r}" for key, (old, new) in changed.items()] or ["(none)"]
-    lines += ["", "## Curves", ""] + [f"![{name}]({FIGURES}/{name})" for name in figures]
+    lines += ["", "## Params of the run", "", *params_table(params), "", "## Curves", ""]
+    lines += [f"![{name}]({FIGURES}/{name})" for name in figures]
     return "\n".join(lines) + "\n"
 
 

@@ -9,20 +9,20 @@ output, so train writes trained_model/, evaluate scores it, and this stage publi
 import json
 import time
 
-from finetune.errors import PipelineError, run_stage
-from finetune.model_card import model_card
-from finetune.models import trained_model_dir
-from finetune.outputs import atomic_output, link_tree
-from finetune.params import changed_params, load_params
-from finetune.paths import (
+from finetune.core.errors import PipelineError, run_stage
+from finetune.core.outputs import atomic_output, link_tree
+from finetune.core.params import load_params
+from finetune.core.paths import (
     EVALUATION_METRICS_FILE,
     MODEL_CARD_FILE,
     MODEL_DIR,
     PROVENANCE_FILE,
     TRAIN_METRICS_FILE,
     TRAINED_MODEL_DIR,
+    trained_model_dir,
 )
-from finetune.tasks import load_task
+from finetune.core.tasks import load_task
+from finetune.reporting.model_card import model_card
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
     trained = trained_model_dir()
     evaluation, training, provenance = (_read_json(path, stage) for path, stage in (
         (EVALUATION_METRICS_FILE, "evaluate"), (TRAIN_METRICS_FILE, "train"), (PROVENANCE_FILE, "download")))
-    card = model_card(params, task, evaluation, training, provenance, changed_params())
+    card = model_card(params, task, evaluation, training, provenance)
     with atomic_output(MODEL_DIR) as staging:
         # The card replaces any README.md of the trained folder (Trainer writes none today).
         copied = link_tree(trained, staging, skip=(MODEL_CARD_FILE.name,))

@@ -10,13 +10,13 @@ import time
 
 import datasets
 
-from finetune.data import load_raw_splits, sha256
-from finetune.errors import PipelineError, run_stage
+from finetune.core.errors import PipelineError, run_stage
+from finetune.core.outputs import atomic_output
+from finetune.core.params import load_params
+from finetune.core.paths import TOKENIZED_DIR, raw_split_file
+from finetune.core.tasks import load_task
+from finetune.data.loading import load_raw_splits, sha256
 from finetune.models import load_tokenizer
-from finetune.outputs import atomic_output
-from finetune.params import load_params
-from finetune.paths import TOKENIZED_DIR, raw_split_file
-from finetune.tasks import load_task
 
 
 def main():

@@ -9,23 +9,24 @@ import time
 
 from transformers import set_seed
 
-from finetune.data import load_tokenized
-from finetune.errors import run_stage
-from finetune.history import (
+from finetune.core.errors import run_stage
+from finetune.core.metrics import LOSS
+from finetune.core.outputs import atomic_output, write_json
+from finetune.core.params import load_params
+from finetune.core.paths import CHECKPOINT_DIR, TRAIN_METRICS_FILE, TRAINED_MODEL_DIR
+from finetune.core.tasks import best_model_metric, load_task
+from finetune.data.loading import load_tokenized
+from finetune.models import load_classifier, load_tokenizer, resolved_precision
+from finetune.training.history import (
     TRAIN_HISTORY_COLUMNS,
     best_evaluation,
     evaluation_history_columns,
     history_rows,
     mean_train_loss,
 )
-from finetune.live import LiveHistory
-from finetune.models import load_classifier, load_tokenizer
-from finetune.outputs import atomic_output, write_json
-from finetune.params import load_params
-from finetune.paths import CHECKPOINT_DIR, TRAIN_METRICS_FILE, TRAINED_MODEL_DIR
-from finetune.resume import last_complete_checkpoint, resumable_checkpoint
-from finetune.tasks import best_model_metric, load_task
-from finetune.training import build_trainer, evaluation_sets
+from finetune.training.live import LiveHistory
+from finetune.training.resume import last_complete_checkpoint, resumable_checkpoint
+from finetune.training.trainer import build_trainer, evaluation_sets
 
 
 def main():
@@ -45,7 +46,7 @@ def main():
     # Under `accelerate launch`, the main process alone keeps or discards checkpoints; the
     # others then find what it kept.
     with trainer.args.main_process_first(local=False, desc="checking checkpoints"):
-        resume_from = resumable_checkpoint(params) if main_process else last_complete_checkpoint()
+        resume_from = resumable_checkpoint(trainer.args, params) if main_process else last_complete_checkpoint()
     if resume_from:
         if main_process:
             print(f"train: resuming from {resume_from}")
@@ -66,13 +67,15 @@ def main():
     validation = task.validation_splits[0]
     best = best_evaluation(evaluation_rows, validation, watched)
     saved = best if params.early_stopping_patience > 0 else evaluation_rows[-1]
-    saved_scores = {f"{validation}_{metric}": saved[f"{validation}_{metric}"] for metric in (*task.metrics, "loss")}
+    saved_scores = {f"{validation}_{metric}": saved[f"{validation}_{metric}"] for metric in (*task.metrics, LOSS)}
     write_json(TRAIN_METRICS_FILE, {
         # Without a logged step (max_steps below logging_steps), Trainer's own mean of the run.
         "train_loss": mean_train_loss(train_rows) if train_rows else output.training_loss,
         "trained_steps": state.global_step,
         "trained_epochs": round(state.epoch, 4),
         "stopped_early": state.global_step < state.max_steps,
+        # `precision: auto` is bf16 or fp32 by host: the reason two hosts' results differ.
+        "precision": resolved_precision(params.precision),
         "best_step": best["step"],
         "saved_model_step": saved["step"],
         **{f"saved_model_{key}": value for key, value in saved_scores.items()},

@@ -2,10 +2,10 @@
 both offline layouts and for your own files, and a scratch project folder with tiny params, so
 no test needs the network."""
 
+import dataclasses
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +15,14 @@ import pytest
 import yaml
 from hypothesis import settings
 
+from tests.repos import PROJECT_ROOT, make_git_project, runner, write_params
+
 # CI draws the property-based tests' examples from a fixed seed, so that a failure there
 # reproduces anywhere (`CI=true pytest ...`); elsewhere Hypothesis explores new examples.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog bird sat ran flew on under over mat log tree quickly slowly today yesterday".split()
 SPLIT_ROWS = {"train": 48, "validation": 16, "test": 16}
 
@@ -123,7 +124,7 @@ HUB_LABELLED_TESTS = ("mrpc",)
 
 def glue_task_frames(config, layout):
     """The synthetic frames `write_glue_task` writes, per split (labels as data/raw holds them)."""
-    from finetune.tasks import GLUE_TASKS
+    from finetune.core.tasks import GLUE_TASKS
 
     task = GLUE_TASKS[config]
     return {split: synthetic_task_frame(task, split_rows(split), seed, labelled=split not in task.test_splits
@@ -135,7 +136,7 @@ def write_glue_task(glue_dir, config, layout):
     """Learnable synthetic data for GLUE task `config`, as the Hub's parquet files ("parquet":
     <config>/<split>-00000-of-00001.parquet) or GLUE's own TSV files ("tsv": e.g. STS-B/dev.tsv,
     unquoted, with a bare " in the first text of each row)."""
-    from finetune.tasks import GLUE_TASKS
+    from finetune.core.tasks import GLUE_TASKS
 
     task, frames = GLUE_TASKS[config], glue_task_frames(config, layout)
     if layout == "parquet":
@@ -221,7 +222,7 @@ def tiny_model_dir(tmp_path_factory):
 
 
 # Attention dropout this small keeps every element, yet a training forward draws and applies
-# the fast CPU dropout's masks in attention (stages/fast_dropout.py): comparable exactly with
+# the fast CPU dropout's masks in attention (finetune/training/cpu_speedups/dropout.py): comparable exactly with
 # transformers' own attention.
 NOTHING_DROPPED = {"attention_probs_dropout_prob": 1e-9, "hidden_dropout_prob": 0.0}
 
@@ -259,10 +260,6 @@ def project(tmp_path, monkeypatch, tiny_params, glue_parquet_dir):
     return tmp_path
 
 
-def write_params(project_dir, params, **changes):
-    (project_dir / "params.yaml").write_text(yaml.safe_dump({**params, **changes}, sort_keys=False))
-
-
 def run_stage_process(stage, cwd, env_changes=None, launcher=(sys.executable,)):
     """Run `python -m stages.<stage>` as dvc would (or `<launcher> -m stages.<stage>`),
     from `cwd`, with the project importable."""
@@ -275,41 +272,18 @@ def run_module(module, cwd, arguments=(), env_changes=None, launcher=(sys.execut
                           capture_output=True, text=True, timeout=300)
 
 
-def dvc_environment(glue_dir):
-    """Environment for the real `dvc` and `git` CLIs on a test repository."""
-    return {
-        **os.environ,
-        "GLUE_DIR": str(glue_dir),
-        "HF_HUB_OFFLINE": "1",
-        # DVCLive posts live metrics to DVC Studio where a token is configured: never from tests.
-        "DVC_STUDIO_OFFLINE": "true",
-        # dvc must run the stages with this interpreter, whatever PATH the tests got.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
+@dataclasses.dataclass(frozen=True)
+class ReproducedRepository:
+    root: Path
+    env: dict
+    first_repro: str  # what the `dvc repro` printed
 
 
-def make_git_project(root, params, glue_dir):
-    """A copy of the project at `root` with `params`, committed to a fresh Git repository;
-    returns the environment to run `dvc` and `git` in it."""
-    copy_project(root)
-    write_params(root, params)
-    env = dvc_environment(glue_dir)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "p"]):
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    return env
-
-
-def copy_project(destination):
-    """The files a user clones, without any local artifact."""
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(PROJECT_ROOT / name, destination / name)
-    for package in ("stages", "finetune", "nyu-mll"):
-        shutil.copytree(PROJECT_ROOT / package, destination / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (destination / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):
-        shutil.copy(PROJECT_ROOT / ".dvc" / name, destination / ".dvc" / name)
-    shutil.copytree(PROJECT_ROOT / ".dvc" / "plots", destination / ".dvc" / "plots")  # the offline page template
-    return destination
+@pytest.fixture(scope="session")
+def reproduced_repository(tmp_path_factory, tiny_params, glue_parquet_dir):
+    """The project with tiny params, committed to a fresh Git repository, after one `dvc repro`
+    (its outputs not committed): the one expensive set-up every end-to-end test that starts
+    from a finished run shares. Copy it with `copy_repository` before changing anything."""
+    root = tmp_path_factory.mktemp("reproduced") / "project"
+    env = make_git_project(root, tiny_params, glue_parquet_dir)
+    return ReproducedRepository(root, env, runner(root, env)("dvc", "repro"))

@@ -2,9 +2,9 @@ import math
 
 import pytest
 
-from finetune.aggregate_seeds import format_table, group_by_params
-from finetune.params import load_params
-from tests.conftest import PROJECT_ROOT
+from finetune.commands.aggregate_seeds import format_table, group_by_params
+from finetune.core.params import load_params
+from tests.repos import PROJECT_ROOT
 
 
 def run_row(seed, lr, validation_f1, **extra):

@@ -7,16 +7,10 @@ import re
 import pytest
 import yaml
 
-from finetune.errors import run_stage
+from finetune.core.errors import run_stage
 from stages import download, tokenize, train
-from tests.conftest import (
-    SPLIT_ROWS,
-    synthetic_pairs,
-    write_glue_task,
-    write_params,
-    write_parquet_layout,
-    write_tsv_layout,
-)
+from tests.conftest import SPLIT_ROWS, synthetic_pairs, write_glue_task, write_parquet_layout, write_tsv_layout
+from tests.repos import write_params
 
 
 def run_failing(stage, capsys):
@@ -54,7 +48,7 @@ BAD_PARAMS = [
     ("scheduler", changed(lr_scheduler="exponential"),
      "lr_scheduler must be one of linear, cosine, constant, constant_with_warmup, got 'exponential'"),
     ("best-metric", changed(best_model_metric="precision"),
-     "best_model_metric must be one of auto, loss, accuracy, f1, macro_f1, matthews_correlation, pearson, "
+     "best_model_metric must be one of auto, loss, accuracy, macro_f1, f1, matthews_correlation, pearson, "
      "spearmanr, got 'precision'"),
     ("flag-text", changed(group_by_length="yes"), "group_by_length must be true or false, got 'yes'"),
     ("checkpoint-empty", changed(checkpoint=" "), "checkpoint must be a non-empty string, got ' '"),

@@ -12,9 +12,9 @@ from transformers import (
     GPT2ForSequenceClassification,
 )
 
-from finetune.cpu_speedups import apply_cpu_speedups
-from finetune.cpu_speedups.dropout import cpu_dropout, use_fast_cpu_dropout, use_plain_attention
-from finetune.cpu_speedups.first_token_head import compute_last_layer_for_first_token_only
+from finetune.training.cpu_speedups import apply_cpu_speedups
+from finetune.training.cpu_speedups.dropout import cpu_dropout, use_fast_cpu_dropout, use_plain_attention
+from finetune.training.cpu_speedups.first_token_head import compute_last_layer_for_first_token_only
 from tests.conftest import NOTHING_DROPPED, padded_tiny_batch
 
 NO_DROPOUT = {"attention_probs_dropout_prob": 0.0, "hidden_dropout_prob": 0.0}

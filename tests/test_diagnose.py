@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from finetune.diagnosis import REMEDIES, diagnose, explanation
-from finetune.params import load_params
-from finetune.tasks import GLUE_TASKS
+from finetune.core.params import load_params
+from finetune.core.tasks import GLUE_TASKS
+from finetune.reporting.diagnosis import REMEDIES, diagnose, explanation
 from tests.conftest import PROJECT_ROOT
 
 PARAMS = load_params(PROJECT_ROOT / "params.yaml")

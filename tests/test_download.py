@@ -7,9 +7,9 @@ import datasets
 import pandas as pd
 import pytest
 
-from finetune.data import GLUE_TSV
-from finetune.errors import PipelineError
-from finetune.tasks import GLUE_TASKS
+from finetune.core.errors import PipelineError
+from finetune.core.tasks import GLUE_TASKS
+from finetune.data.loading import GLUE_TSV
 from stages import download
 from tests.conftest import (
     SPLIT_ROWS,
@@ -19,9 +19,9 @@ from tests.conftest import (
     synthetic_pairs,
     write_glue_task,
     write_own_data,
-    write_params,
     write_tsv_layout,
 )
+from tests.repos import write_params
 
 # The real offline mirror, when the test run is given one (GLUE_DIR=../shared/data/glue make test).
 MIRROR = Path(os.environ["GLUE_DIR"]).resolve() if os.environ.get("GLUE_DIR") else None
@@ -263,6 +263,7 @@ def test_unreachable_hub_explains_how_to_work_offline(project, monkeypatch):
     assert not (project / "data").exists()
 
 
+@pytest.mark.slow
 def test_missing_local_folder_is_a_one_line_error(tmp_path, tiny_params):
     write_params(tmp_path, tiny_params)
     result = run_stage_process("download", tmp_path, {"GLUE_DIR": str(tmp_path / "nowhere")})

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from finetune.errors import run_stage
+from finetune.core.errors import run_stage
 from stages import download
 from tests.conftest import write_params
 

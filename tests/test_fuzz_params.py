@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from finetune.errors import run_stage
+from finetune.core.errors import run_stage
 from stages import diagnose, download, evaluate, plot, publish, tokenize, train
 from tests.conftest import write_glue_task
 

@@ -7,7 +7,11 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import make_git_project
+import pytest
+
+from tests.repos import make_git_project
+
+pytestmark = pytest.mark.slow
 
 # Hundreds of steps of the tiny model: long enough to look at it while it trains.
 LONG_RUN = {"epochs": 100, "eval_steps": 20, "logging_steps": 5}

@@ -1,17 +1,19 @@
 """The train and evaluate stages on two processes (`accelerate launch`, CPU, gloo) against one."""
 
-import csv
 import json
 import socket
 import sys
 
 import pytest
 
+from finetune.core.outputs import read_csv
 from tests.conftest import SPLIT_ROWS, run_stage_process, write_params
 
 # Two processes and one differ only in the order of floating-point sums (README, "Several
 # processes"): every logged and reported number agrees to this, predictions exactly.
 TOLERANCE = 1e-4
+
+pytestmark = pytest.mark.slow
 
 
 def accelerate_launch(processes):
@@ -48,11 +50,6 @@ def run_pipeline(project_dir, params, glue_dir, launcher):
         assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-4000:]}"
         logs[stage] = result.stdout
     return logs
-
-
-def read_csv(path):
-    with open(path, newline="") as csv_file:
-        return list(csv.DictReader(csv_file))
 
 
 def numbers(rows):

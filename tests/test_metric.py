@@ -6,8 +6,8 @@ import pytest
 import scipy.stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from finetune.scores import bootstrap_intervals, task_metrics
-from finetune.tasks import GLUE_TASKS, own_data_task
+from finetune.core.tasks import GLUE_TASKS, own_data_task
+from finetune.scoring.scores import bootstrap_intervals, task_metrics
 
 REFERENCE = {
     "accuracy": accuracy_score,
@@ -65,7 +65,7 @@ def test_bootstrap_intervals_match_a_one_by_one_replay(task):
 def test_bootstrap_intervals_are_stable_to_the_third_decimal_with_the_default_resamples():
     import yaml
 
-    from tests.conftest import PROJECT_ROOT
+    from tests.repos import PROJECT_ROOT
 
     resamples = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["bootstrap_resamples"]
     predictions, references = predictions_and_references(GLUE_TASKS["mrpc"], 11, size=408)  # MRPC validation size

@@ -1,7 +1,9 @@
+import pytest
 import yaml
 
-from finetune.params import load_params
-from tests.conftest import PROJECT_ROOT, run_stage_process, write_params
+from finetune.core.params import load_params
+from tests.conftest import run_stage_process
+from tests.repos import PROJECT_ROOT, write_params
 
 
 def test_project_params_file_is_valid():
@@ -19,6 +21,7 @@ def test_lr_written_back_by_dvc_is_read_as_a_float(tmp_path, tiny_params):
     assert isinstance(params.lr, float) and params.lr == 1e-5
 
 
+@pytest.mark.slow
 def test_bad_param_stops_stage_with_one_line_and_writes_nothing(tmp_path, tiny_params, glue_parquet_dir):
     write_params(tmp_path, tiny_params, lr=-1)
     result = run_stage_process("download", tmp_path, {"GLUE_DIR": str(glue_parquet_dir)})

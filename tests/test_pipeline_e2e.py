@@ -1,53 +1,42 @@
 """The real `dvc` CLI on a copy of the project in a fresh Git repository, with tiny params."""
 
 import csv
+import io
 import json
 import re
-import subprocess
 import sys
 import time
 
 import pytest
 import yaml
 
+from finetune.core.outputs import read_csv
 from tests.browser import drawn_plots, open_page
-from tests.conftest import copy_project, dvc_environment, write_params
+from tests.repos import (
+    ALL_OUTPUTS,
+    EVERY_STAGE,
+    all_runs,
+    copy_repository,
+    ran_stages,
+    run_metrics,
+    run_params,
+    runner,
+    write_params,
+)
 
-ALL_OUTPUTS = [
-    "data/raw/train.parquet", "data/raw/provenance.json", "data/tokenized/dataset_dict.json",
-    "trained_model/config.json", "models/config.json", "models/model.safetensors", "models/README.md",
-    "metrics/train.json", "metrics/evaluation.json",
-    "metrics/history/train.csv", "metrics/history/evaluations.csv", "metrics/diagnosis.json",
-    "metrics/predictions/validation.csv", "metrics/predictions/test.csv", "metrics/report/report.md",
-    "metrics/report/figures/loss.png", "data/raw/task.json",
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, tiny_params, glue_parquet_dir):
-    root = copy_project(tmp_path_factory.mktemp("e2e") / "project")
-    write_params(root, tiny_params)
-    env = dvc_environment(glue_parquet_dir)
-
-    def run(*command):
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout + result.stderr
-
-    run("git", "init", "-q", "-b", "main")
-    run("git", "add", "-A")
-    run("git", "commit", "-q", "-m", "project")
-    first_repro = run("dvc", "repro")
-    return root, run, first_repro
-
-
-def ran_stages(output):
-    return re.findall(r"Running stage '(\w+)'", output)
+def repo(tmp_path_factory, reproduced_repository):
+    """A copy of the shared reproduced repository: (root, run, what its first `dvc repro` printed)."""
+    root = copy_repository(reproduced_repository.root, tmp_path_factory.mktemp("e2e") / "project")
+    return root, runner(root, reproduced_repository.env), reproduced_repository.first_repro
 
 
 def test_repro_produces_every_output_then_nothing_to_do(repo):
     root, run, first_repro = repo
-    assert ran_stages(first_repro) == ["download", "tokenize", "train", "evaluate", "diagnose", "plot", "publish"]
+    assert ran_stages(first_repro) == EVERY_STAGE
     assert [output for output in ALL_OUTPUTS if not (root / output).is_file()] == []
     # Git sees only small tracked files: artifacts are ignored and live in DVC's cache.
     run("git", "add", "-A")
@@ -63,25 +52,29 @@ def test_repro_produces_every_output_then_nothing_to_do(repo):
 def test_exp_run_lr_reruns_only_training_and_shows_both_runs(repo):
     root, run, _ = repo
     output = run("dvc", "exp", "run", "-S", "lr=1e-5")
-    assert ran_stages(output) == ["train", "evaluate", "diagnose", "plot", "publish"]
+    assert ran_stages(output) == EVERY_STAGE[2:]
     assert "Stage 'download' didn't change, skipping" in output
     assert "Stage 'tokenize' didn't change, skipping" in output
 
     rows = json.loads(run("dvc", "exp", "show", "--json"))
-    runs = _all_runs(rows)
-    learning_rates = sorted(_params(entry)["lr"] for entry in runs)
-    assert learning_rates == [1e-05, 0.001]
+    runs = all_runs(rows)
+    assert sorted(run_params(entry)["lr"] for entry in runs) == [1e-05, 0.001]
     for entry in runs:
-        metrics = _metrics(entry, "metrics/evaluation.json")
-        assert 0 <= metrics["validation_accuracy"] <= 1 and 0 <= metrics["test_f1"] <= 1
-        assert _metrics(entry, "metrics/diagnosis.json")["verdict"] in ("healthy", "overfitting", "underfitting", "erratic")
-    # The report names what the experiment changed relative to the commit.
-    assert "- `lr`: 0.001 → 1e-05" in (root / "metrics" / "report" / "report.md").read_text()
-    # DVC wrote `lr: 1e-05` (a string to plain PyYAML); the train stage got the float.
+        # Each run's metrics are those of its own predictions.
+        predictions = read_csv_at(run, entry["rev"], "metrics/predictions/validation.csv")
+        correct = sum(row["label"] == row["prediction"] for row in predictions) / len(predictions)
+        assert run_metrics(entry, "metrics/evaluation.json")["validation_accuracy"] == pytest.approx(correct)
+        # Twelve steps of the tiny model learn nothing: no validation accuracy above the majority's.
+        diagnosis = run_metrics(entry, "metrics/diagnosis.json")
+        assert diagnosis["verdict"] == "underfitting"
+        assert diagnosis["best_validation_accuracy"] < diagnosis["majority_baseline"] + 0.02
+    # The report lists the experiment's params; DVC wrote `lr: 1e-05` (a string to plain PyYAML),
+    # and the train stage got the float.
+    assert "| `lr` | `1e-05` |" in (root / "metrics" / "report" / "report.md").read_text()
     assert "lr: 1e-05" in (root / "params.yaml").read_text()
-    with open(root / "metrics" / "history" / "train.csv", newline="") as history:
-        logged_rates = [float(row["learning_rate"]) for row in csv.DictReader(history)]
-    assert 0 < max(logged_rates) <= 1e-05
+    logged_rates = [float(row["learning_rate"]) for row in read_csv(root / "metrics" / "history" / "train.csv")]
+    # Linear decay over 12 steps; the first log, at step 2, gives the rate after one step's update.
+    assert max(logged_rates) == pytest.approx(1e-5 * 11 / 12, rel=1e-6)
     run("git", "checkout", "--", "params.yaml", "dvc.lock", "metrics")
 
 
@@ -95,16 +88,17 @@ def test_queued_seed_sweep_reuses_cached_data_and_aggregates(repo):
         time.sleep(2)
 
     rows = json.loads(run("dvc", "exp", "show", "--json"))
-    sweep = {_params(entry)["seed"]: entry for entry in _all_runs(rows) if _params(entry)["lr"] == 0.001}
+    sweep = {run_params(entry)["seed"]: entry for entry in all_runs(rows) if run_params(entry)["lr"] == 0.001}
     assert sorted(sweep) == [1, 2, 42]
     for seed in (1, 2):
-        assert 0 <= _metrics(sweep[seed], "metrics/evaluation.json")["validation_f1"] <= 1
+        predictions = read_csv_at(run, sweep[seed]["rev"], "metrics/predictions/validation.csv")
+        assert run_metrics(sweep[seed], "metrics/evaluation.json")["validation_f1"] == pytest.approx(f1_of(predictions))
         # Each ran in a temporary copy of the repository, where DVC's cache served the data.
         log = run("dvc", "queue", "logs", sweep[seed]["name"])
+        assert ran_stages(log) == EVERY_STAGE[2:], log
         assert "Stage 'download' didn't change, skipping" in log and "Stage 'tokenize' didn't change, skipping" in log
-        assert ran_stages(log) == ["train", "evaluate", "diagnose", "plot", "publish"]
 
-    table = run(sys.executable, "-m", "finetune.aggregate_seeds", "--plot", "seeds.png")
+    table = run(sys.executable, "-m", "finetune.commands.aggregate_seeds", "--plot", "seeds.png")
     by_lr = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith(("0.001", "1e-05"))}
     assert by_lr["0.001"][1:3] == ["3", "1,2,42"] and "±" in table
     assert by_lr["1e-05"][1:3] == ["1", "42"]
@@ -118,7 +112,7 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     run("git", "checkout", "-q", "-b", "more-steps")
     params = yaml.safe_load((root / "params.yaml").read_text())
     write_params(root, params, epochs=3)
-    assert ran_stages(run("dvc", "repro")) == ["train", "evaluate", "diagnose", "plot", "publish"]
+    assert ran_stages(run("dvc", "repro")) == EVERY_STAGE[2:]
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "three epochs")
 
@@ -168,21 +162,14 @@ def page_with_cdn_scripts(page):
     return head.partition("<script>")[0] + VegaRenderer.SCRIPTS + "</head>" + body
 
 
-def _all_runs(rows):
-    """Baseline commits and their experiments, from `dvc exp show --json`."""
-    runs = []
-    for row in rows:
-        if row.get("rev") == "workspace":
-            continue
-        runs.append(row)
-        for experiment in row.get("experiments") or []:
-            runs.extend(experiment.get("revs", []))
-    return runs
+def read_csv_at(run, rev, path):
+    """Rows of a CSV that Git tracks, as the commit or experiment `rev` holds it."""
+    return list(csv.DictReader(io.StringIO(run("git", "show", f"{rev}:{path}"))))
 
 
-def _params(entry):
-    return entry["data"]["params"]["params.yaml"]["data"]
-
-
-def _metrics(entry, path):
-    return entry["data"]["metrics"][path]["data"]
+def f1_of(predictions, positive="equivalent"):
+    """F1 of MRPC's class 1 from prediction rows."""
+    hits = sum(row["label"] == row["prediction"] == positive for row in predictions)
+    predicted = sum(row["prediction"] == positive for row in predictions)
+    actual = sum(row["label"] == positive for row in predictions)
+    return 2 * hits / (predicted + actual) if predicted + actual else 0.0

@@ -5,8 +5,8 @@ import configparser
 import io
 import tarfile
 
-from finetune.plots_template import LICENSES_FILE, PACKAGES, TEMPLATE_FILE, build, renderer_versions
-from tests.conftest import PROJECT_ROOT
+from finetune.commands.plots_template import LICENSES_FILE, PACKAGES, TEMPLATE_FILE, build, renderer_versions
+from tests.repos import PROJECT_ROOT
 
 
 def test_the_committed_template_inlines_the_versions_dvcs_renderer_loads():

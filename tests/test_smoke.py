@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, copy_project, write_params
+from tests.repos import PROJECT_ROOT, copy_project, write_params
 
 pytestmark = pytest.mark.smoke
 MRPC_ROWS = {"train": 3668, "validation": 408, "test": 1725}

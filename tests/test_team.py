@@ -7,6 +7,7 @@ experiment, the registered model (`dvc artifacts get`) and credentials are share
 """
 
 import csv
+import dataclasses
 import json
 import re
 import subprocess
@@ -15,8 +16,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_ROOT, copy_project, dvc_environment, write_params
-from tests.test_pipeline_e2e import ALL_OUTPUTS, ran_stages
+from finetune.core.params import load_params
+from tests.repos import (
+    ALL_OUTPUTS,
+    EVERY_STAGE,
+    PROJECT_ROOT,
+    copy_project,
+    copy_repository,
+    dvc_environment,
+    ran_stages,
+    runner,
+)
+
+pytestmark = pytest.mark.slow
 
 ARTIFACT = "text-classifier"
 EXPERIMENT = "lower-lr"
@@ -29,28 +41,16 @@ SECRET_ASSIGNMENT = re.compile(r"(?i)(secret_access_key|session_token|account_ke
                                r"client_secret|\bpassword|\btoken)\b\s*[=:]\s*['\"]?(?![<$])[^\s'\"]{8,}")
 
 
-def runner(cwd, env):
-    def run(*command, check=True):
-        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-        assert not check or result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout + result.stderr
-    return run
-
-
 @pytest.fixture(scope="module")
-def team(tmp_path_factory, tiny_params, glue_parquet_dir):
-    """Clone A ran the pipeline and pushed to Git and DVC; clone B cloned and pulled, side by side."""
+def team(tmp_path_factory, reproduced_repository):
+    """Clone A ran the pipeline (a copy of the shared reproduced repository) and pushed to Git and
+    DVC; clone B cloned and pulled, side by side."""
     base = tmp_path_factory.mktemp("team")
-    env = dvc_environment(glue_parquet_dir)
+    env = reproduced_repository.env
     origin = base / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
-    a = copy_project(base / "A")
-    write_params(a, tiny_params)
+    a = copy_repository(reproduced_repository.root, base / "A")
     run_a = runner(a, env)
-    run_a("git", "init", "-q", "-b", "main")
-    run_a("git", "add", "-A")
-    run_a("git", "commit", "-q", "-m", "project")
-    run_a("dvc", "repro")
     run_a("git", "add", "-A")
     run_a("git", "commit", "-q", "-m", "first run")
     run_a("git", "remote", "add", "origin", str(origin))
@@ -75,8 +75,7 @@ def test_the_default_remote_is_a_folder_beside_the_clones(team):
 
 def test_a_second_clone_pulls_every_output_and_reruns_nothing(team):
     a, b, run_b = team["a"], team["b"], team["run_b"]
-    assert [output for output in (*ALL_OUTPUTS, "models/README.md", "trained_model/config.json")
-            if not (b / output).is_file()] == []
+    assert [output for output in ALL_OUTPUTS if not (b / output).is_file()] == []
     for output in ("models/model.safetensors", "models/README.md", "metrics/report/report.md", "data/raw/train.parquet"):
         assert (b / output).read_bytes() == (a / output).read_bytes(), output
     assert "Data and pipelines are up to date" in run_b("dvc", "status")
@@ -117,7 +116,9 @@ def test_the_model_card_carries_metrics_params_and_data_checksums(team):
     assert 'pipeline("text-classification", model="models")' in prose
     provenance = json.loads((b / "data" / "raw" / "provenance.json").read_text())
     assert provenance["splits"]["train"]["sha256"] in prose
-    assert "Params that differ from the committed `params.yaml`:\n\n(none)" in prose
+    params = dataclasses.asdict(load_params(b / "params.yaml"))
+    assert [name for name, value in params.items() if f"| `{name}` | `{json.dumps(value)}` |" not in prose] == []
+    assert "precision `fp32`" in prose
 
 
 def test_the_registered_model_downloads_with_dvc_artifacts_get(team):
@@ -141,8 +142,7 @@ def test_the_registered_model_downloads_with_dvc_artifacts_get(team):
 
 def test_an_experiment_pushed_from_one_clone_is_pulled_and_applied_in_the_other(team):
     a, b, run_a, run_b = team["a"], team["b"], team["run_a"], team["run_b"]
-    assert ran_stages(run_a("dvc", "exp", "run", "-n", EXPERIMENT, "-S", "lr=1e-4")) == [
-        "train", "evaluate", "diagnose", "plot", "publish"]
+    assert ran_stages(run_a("dvc", "exp", "run", "-n", EXPERIMENT, "-S", "lr=1e-4")) == EVERY_STAGE[2:]
     run_a("dvc", "exp", "push", "origin", EXPERIMENT)  # its Git refs, and its outputs to the DVC remote
     run_b("dvc", "exp", "pull", "origin", EXPERIMENT)
 
@@ -157,7 +157,7 @@ def test_an_experiment_pushed_from_one_clone_is_pulled_and_applied_in_the_other(
     run_b("dvc", "pull")
     assert (b / "models" / "model.safetensors").read_bytes() == (a / "models" / "model.safetensors").read_bytes()
     assert (b / "models" / "model.safetensors").read_bytes() != team["baseline_model"]
-    assert "- `lr`: 0.001 → 0.0001" in (b / "models" / "README.md").read_text()
+    assert "| `lr` | `0.0001` |" in (b / "models" / "README.md").read_text()
     assert "Data and pipelines are up to date" in run_b("dvc", "status")
 
 

@@ -2,10 +2,12 @@ import shutil
 import subprocess
 
 import datasets
+import pytest
 import yaml
 
 from stages import download, tokenize
-from tests.conftest import SPLIT_ROWS, copy_project, dvc_environment, run_stage_process, write_params
+from tests.conftest import SPLIT_ROWS, run_stage_process
+from tests.repos import copy_project, dvc_environment, write_params
 
 
 def test_pairs_are_truncated_and_left_unpadded(project, tiny_params):
@@ -21,6 +23,7 @@ def test_pairs_are_truncated_and_left_unpadded(project, tiny_params):
     assert 0 not in {token for ids in tokenized["train"]["input_ids"] for token in ids}  # no [PAD]
 
 
+@pytest.mark.slow
 def test_max_length_beyond_the_model_is_rejected(project, tiny_params):
     write_params(project, tiny_params, max_length=1024)
     download.main()
@@ -30,6 +33,7 @@ def test_max_length_beyond_the_model_is_rejected(project, tiny_params):
     assert not (project / "data" / "tokenized").exists()
 
 
+@pytest.mark.slow
 def test_unknown_checkpoint_is_a_clear_error(project, tiny_params):
     write_params(project, tiny_params, checkpoint=str(project / "no-such-model"))
     download.main()
@@ -40,6 +44,7 @@ def test_unknown_checkpoint_is_a_clear_error(project, tiny_params):
     assert not (project / "data" / "tokenized").exists()
 
 
+@pytest.mark.slow
 def test_tokenized_data_has_one_dvc_hash_whatever_the_clone(tmp_path, tiny_params, tiny_model_dir, glue_parquet_dir):
     # Two clones at other paths, each with its own copy of the checkpoint (as another venv
     # installs it elsewhere), and a train-only param changed: tokenize's output is the same

@@ -11,21 +11,19 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from finetune.params import HUB_DATASET
-from finetune.paths import EVALUATION_METRICS_FILE, PROVENANCE_FILE
+from finetune.core.metrics import LOSS, METRICS
+from finetune.core.params import HUB_DATASET, params_table
+from finetune.core.paths import EVALUATION_METRICS_FILE, PROVENANCE_FILE
 
-# Pretty names of the metric keys of finetune/tasks.py, as the Hub shows them.
-METRIC_TITLES = {"accuracy": "Accuracy", "f1": "F1", "macro_f1": "Macro F1",
-                 "matthews_correlation": "Matthews correlation", "pearson": "Pearson", "spearmanr": "Spearman"}
 # The name dvc.yaml's `artifacts:` gives models/ (dvc artifacts get, DVC Studio's model registry).
 ARTIFACT_NAME = "text-classifier"
 # An example input for the usage snippet: one sentence, or a pair (the MRPC kind of pair).
 EXAMPLE_PAIR = ("The company said its profit rose 5 percent.", "Its profit went up 5 percent, the company said.")
 
 
-def model_card(params, task, evaluation, training, provenance, changed):
+def model_card(params, task, evaluation, training, provenance):
     """The card's text. `evaluation`, `training`, `provenance`: the JSON of metrics/evaluation.json,
-    metrics/train.json and data/raw/provenance.json; `changed`: finetune.params.changed_params()."""
+    metrics/train.json and data/raw/provenance.json."""
     glue = params.dataset == HUB_DATASET
     dataset_name = f"GLUE {task.name.upper()}" if glue else f"own data {params.dataset}"
     scored = [split for split in task.evaluated_splits if f"{split}_loss" in evaluation]  # labelled splits
@@ -33,7 +31,7 @@ def model_card(params, task, evaluation, training, provenance, changed):
                           dataset_type=HUB_DATASET if glue else params.dataset, dataset_name=dataset_name,
                           dataset_config=params.dataset_config if glue else None, dataset_split=split,
                           metric_type=metric, metric_value=round(evaluation[f"{split}_{metric}"], 4),
-                          metric_name=f"{METRIC_TITLES[metric]} ({split})")
+                          metric_name=f"{METRICS[metric].title} ({split})")
                for split in scored for metric in task.metrics]
     # base_model must be a Hub id: a local checkpoint folder is named in the prose only.
     base_model = None if Path(params.checkpoint).is_dir() else params.checkpoint
@@ -49,7 +47,7 @@ def model_card(params, task, evaluation, training, provenance, changed):
         f"Fine-tuned from `{params.checkpoint}` by this project's DVC pipeline (`dvc repro`); "
         "this folder is its `models/` output, declared in `dvc.yaml` as the artifact "
         f"`{ARTIFACT_NAME}`.", "",
-        *_usage(task), *_results(task, scored, evaluation, params), *_training(params, training, changed),
+        *_usage(task), *_results(task, scored, evaluation, params), *_training(params, training),
         *_data(provenance),
     ]
     return "\n".join(lines) + "\n"
@@ -77,14 +75,14 @@ def _results(task, scored, evaluation, params):
              f"interval ({params.bootstrap_resamples} resamples, seed {params.bootstrap_seed}).", "",
              "| split | metric | value | 95% interval |", "|---|---|---|---|"]
     for split in scored:
-        for metric in (*task.metrics, "loss"):
+        for metric in (*task.metrics, LOSS):
             key = f"{split}_{metric}"
             lines.append(f"| {split} | {metric} | {evaluation[key]:.4f} | "
                          f"[{evaluation[key + '_ci_low']:.4f}, {evaluation[key + '_ci_high']:.4f}] |")
     return [*lines, ""]
 
 
-def _training(params, training, changed):
+def _training(params, training):
     steps = (f"{training['trained_steps']} steps ({training['trained_epochs']} epochs"
              f"{', stopped early' if training['stopped_early'] else ''}); the saved model is step "
              f"{training['saved_model_step']}'s.")
@@ -92,13 +90,15 @@ def _training(params, training, changed):
              f"Base checkpoint `{params.checkpoint}`, `max_length` {params.max_length}, learning rate {params.lr} "
              f"({params.lr_scheduler}, warm-up ratio {params.warmup_ratio}), batches of {params.train_batch_size}, "
              f"dropout {params.dropout}, embeddings {'frozen' if params.freeze_embeddings else 'trained'}, "
-             f"seed {params.seed}, precision `{params.precision}`: {steps}", "",
-             "Params that differ from the committed `params.yaml`:", ""]
-    if changed is None:
-        lines.append("(no Git commit to compare with)")
-    else:
-        lines += [f"- `{key}`: {old!r} → {new!r}" for key, (old, new) in changed.items()] or ["(none)"]
+             f"seed {params.seed}, {_precision(params, training)}: {steps}", "",
+             "<details><summary>Every param of the run (<code>params.yaml</code>)</summary>", "",
+             *params_table(params), "", "</details>"]
     return [*lines, ""]
+
+
+def _precision(params, training):
+    used = f"precision `{training['precision']}`"
+    return f"{used} (what `auto` chose on the training host)" if params.precision == "auto" else used
 
 
 def _data(provenance):

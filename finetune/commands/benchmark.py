@@ -12,8 +12,8 @@ It prints pairs/s of each and their ratio. `--full` instead trains each for the 
 3 epochs (the stage: its params' whole run, evaluations included) and adds validation
 the task's validation metrics of the final model. Timings say how fast, never whether a test passes.
 
-    python -m finetune.benchmark                   # 800 pairs each, seed 42
-    python -m finetune.benchmark --full --seeds 1 2 3
+    python -m finetune.commands.benchmark                   # 800 pairs each, seed 42
+    python -m finetune.commands.benchmark --full --seeds 1 2 3
 """
 
 import argparse
@@ -28,13 +28,13 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_scheduler, set_seed
 
-from finetune.data import load_tokenized
-from finetune.errors import run_stage
+from finetune.core.errors import run_stage
+from finetune.core.params import load_params
+from finetune.core.tasks import load_task
+from finetune.data.loading import load_tokenized
 from finetune.models import load_classifier, load_tokenizer
-from finetune.params import load_params
-from finetune.scores import predictions_of, task_metrics
-from finetune.tasks import load_task
-from finetune.training import build_trainer, evaluation_sets
+from finetune.scoring.scores import predictions_of, task_metrics
+from finetune.training.trainer import build_trainer, evaluation_sets
 
 COURSE_BATCH_SIZE = 8
 COURSE_LR = 5e-5

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import datasets
 
-from finetune.data_files import GLUE_TSV, GlueTsv, read_delimited, read_parquet, read_table_file
-from finetune.errors import PipelineError
-from finetune.params import HUB_DATASET
-from finetune.paths import TOKENIZED_DIR, raw_split_file
-from finetune.tasks import NO_LABEL, glue_task, own_data_task
+from finetune.core.errors import PipelineError
+from finetune.core.params import HUB_DATASET
+from finetune.core.paths import TOKENIZED_DIR, raw_split_file
+from finetune.core.tasks import NO_LABEL, glue_task, own_data_task
+from finetune.data.files import GLUE_TSV, GlueTsv, read_delimited, read_parquet, read_table_file
 
 # A few thousand rows per split: per-operation progress bars would be noise, not progress.
 datasets.disable_progress_bars()

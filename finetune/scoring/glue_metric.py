@@ -1,18 +1,16 @@
-"""The pipeline's metrics as an `evaluate` module: GLUE's metric of each task, and those of a
-user's own data (accuracy, macro-F1, F1 of class 1; Pearson and Spearman for a regression).
+"""The pipeline's metrics as an `evaluate` module: GLUE's metrics of each task, and those of a
+user's own data (finetune/core/metrics.py says which).
 
 `evaluate.load("glue", "mrpc")` fetches its script from the Hub; this file is kept in the
 project so it loads offline:
-    evaluate.load("finetune/glue_metric.py", config_name="mrpc", metrics=("accuracy", "f1"), num_labels=2)
-The arithmetic is `finetune.scores.metric_values`, shared with the bootstrap.
+    evaluate.load("finetune/scoring/glue_metric.py", config_name="mrpc", metrics=("accuracy", "f1"), num_labels=2)
+The arithmetic is finetune/core/metrics.py's, shared with the bootstrap.
 """
 
 import datasets
 import evaluate
 
-from finetune.scores import metric_values
-
-REGRESSION_METRICS = {"pearson", "spearmanr"}
+from finetune.core.metrics import METRICS, metric_values
 
 
 class GlueMetric(evaluate.Metric):
@@ -21,10 +19,9 @@ class GlueMetric(evaluate.Metric):
         super().__init__(**kwargs)
 
     def _info(self):
-        value = "float32" if REGRESSION_METRICS & set(self.metrics) else "int64"
+        value = "float32" if any(METRICS[metric].regression for metric in self.metrics) else "int64"
         return evaluate.MetricInfo(
-            description="GLUE's metrics (accuracy, F1 of class 1, macro-F1, Matthews correlation, Pearson and "
-                        "Spearman correlations) for one task.",
+            description=f"GLUE's metrics ({', '.join(metric.title for metric in METRICS.values())}) for one task.",
             citation="Wang et al., GLUE: A Multi-Task Benchmark and Analysis Platform for NLU, ICLR 2019.",
             inputs_description="predictions and references: class indices, or scores for a regression.",
             features=datasets.Features({"predictions": datasets.Value(value), "references": datasets.Value(value)}),

@@ -10,15 +10,15 @@ import os
 
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, ProgressCallback, TrainingArguments
 
-from finetune.cpu_speedups import apply_cpu_speedups
-from finetune.data import sorted_by_length
-from finetune.errors import PipelineError
-from finetune.history import evaluation_set_names
-from finetune.live import completes_evaluation, evaluation_scores
+from finetune.core.errors import PipelineError
+from finetune.core.metrics import LOSS, higher_is_better
+from finetune.core.tasks import TRAIN_SUBSET, best_model_metric
+from finetune.data.loading import sorted_by_length
 from finetune.models import device_arguments, freeze_embeddings
-from finetune.resume import ResumableOrderTrainer
-from finetune.scores import metrics_function
-from finetune.tasks import best_model_metric
+from finetune.scoring.scores import metrics_function
+from finetune.training.cpu_speedups import apply_cpu_speedups
+from finetune.training.live import completes_evaluation, evaluation_scores
+from finetune.training.resume import ResumableOrderTrainer
 
 # Fixed, unlike `seed`: every run is measured on the same train pairs.
 TRAIN_SUBSET_SEED = 0
@@ -41,8 +41,8 @@ class TrainingProgress(ProgressCallback):
         if not (state.is_world_process_zero and self.training_bar is not None and completes_evaluation(logs, self.task)):
             return
         scores = evaluation_scores(state, self.task)
-        sets = [f"{name} " + " ".join(f"{metric} {scores[name, metric]:.4f}" for metric in ("loss", *self.task.metrics))
-                for name in evaluation_set_names(self.task)]
+        sets = [f"{name} " + " ".join(f"{metric} {scores[name, metric]:.4f}" for metric in (LOSS, *self.task.metrics))
+                for name in self.task.evaluation_sets]
         self.training_bar.write(f"train: step {state.global_step}/{state.max_steps}: " + " | ".join(sets))
 
 
@@ -61,7 +61,8 @@ def training_arguments(params, task, output_dir, evaluate=True):
         warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a fraction of all steps
         lr_scheduler_type=params.lr_scheduler,
         optim="adamw_torch_fused",
-        train_sampling_strategy="group_by_length" if params.group_by_length else "random",
+        # Random order; ResumableOrderTrainer groups train batches by length itself where asked.
+        train_sampling_strategy="random",
         eval_strategy="steps" if evaluate else "no",
         eval_steps=params.eval_steps,
         logging_strategy="steps",
@@ -73,7 +74,7 @@ def training_arguments(params, task, output_dir, evaluate=True):
         save_total_limit=params.keep_checkpoints,
         load_best_model_at_end=early_stopping,
         metric_for_best_model=f"{task.validation_splits[0]}_{watched}",
-        greater_is_better=watched != "loss",
+        greater_is_better=higher_is_better(watched),
         report_to="none",
         # On several processes Trainer multiplies the loss by their number for models whose
         # loss sums over tokens; the classifiers' loss is already a mean over pairs, so that
@@ -114,6 +115,7 @@ def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, 
         processing_class=tokenizer,
         compute_metrics=metrics_function(task),
         callbacks=callbacks,
+        group_by_length=params.group_by_length,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(TrainingProgress(task))
@@ -126,5 +128,5 @@ def evaluation_sets(task, tokenized):
     validation_splits = {split: tokenized[split].remove_columns("idx") for split in task.validation_splits}
     subset_size = min(len(tokenized["train"]), len(validation_splits[task.validation_splits[0]]))
     train_subset = tokenized["train"].remove_columns("idx").shuffle(seed=TRAIN_SUBSET_SEED).select(range(subset_size))
-    return {"train_subset": sorted_by_length(train_subset),
+    return {TRAIN_SUBSET: sorted_by_length(train_subset),
             **{split: sorted_by_length(data) for split, data in validation_splits.items()}}

@@ -5,6 +5,8 @@ Each path here is declared in dvc.yaml as a dep or an output of the stage that u
 
 from pathlib import Path
 
+from finetune.core.errors import PipelineError
+
 PARAMS_FILE = Path("params.yaml")
 
 RAW_DIR = Path("data/raw")
@@ -33,6 +35,13 @@ LIVE_DIR = METRICS_DIR / "live"
 PREDICTIONS_DIR = METRICS_DIR / "predictions"
 # The report (Markdown and its PNGs): a cached DVC output beside the metrics it shows.
 REPORT_DIR = METRICS_DIR / "report"
+
+
+def trained_model_dir():
+    """The train stage's model folder, for the stages after it; a one-line error without it."""
+    if not (TRAINED_MODEL_DIR / "config.json").is_file():
+        raise PipelineError(f"{TRAINED_MODEL_DIR}/ holds no trained model: run `dvc repro train` first")
+    return TRAINED_MODEL_DIR
 
 
 def raw_split_file(split):

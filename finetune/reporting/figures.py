@@ -6,16 +6,18 @@ matplotlib.use("Agg")  # files only, never a window: stages run headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from finetune.core.metrics import METRICS  # noqa: E402
+
 
 def curves_of(task):
     """{file name: (title, y label, [(history, column, legend)])}: loss, each of the task's
     metrics on the train subset and each validation split, and the learning rate."""
-    sets = [("train_subset", "train subset"), *((split, split) for split in task.validation_splits)]
+    sets = [(name, name.replace("_", " ")) for name in task.evaluation_sets]
     loss_label = "squared error" if task.regression else "cross-entropy loss"
     curves = {"loss.png": ("Loss", loss_label, [("train", "train_loss", "train (running mean)"),
                                                 *(("evaluations", f"{name}_loss", label) for name, label in sets)])}
     for metric in task.metrics:
-        curves[f"{metric}.png"] = (metric.replace("_", " ").capitalize(), metric,
+        curves[f"{metric}.png"] = (METRICS[metric].title, metric,
                                    [("evaluations", f"{name}_{metric}", label) for name, label in sets])
     curves["learning_rate.png"] = ("Learning rate", "learning rate", [("train", "learning_rate", "learning rate")])
     return curves

@@ -9,11 +9,15 @@ stage reads it from there, so they all agree on what is being learnt.
 import dataclasses
 import json
 
-from finetune.errors import PipelineError
-from finetune.paths import TASK_FILE
+from finetune.core.errors import PipelineError
+from finetune.core.metrics import LOSS, own_data_metrics
+from finetune.core.paths import TASK_FILE
 
 # The label of an example without one (GLUE's test sets): -1 for a class, NaN for a regression.
 NO_LABEL = -1
+# What every evaluation scores besides the validation splits: a fixed random subset of train as
+# large as validation, so that the gap between what the model fits and what generalises shows.
+TRAIN_SUBSET = "train_subset"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +45,11 @@ class Task:
     @property
     def evaluated_splits(self):
         return (*self.validation_splits, *self.test_splits)
+
+    @property
+    def evaluation_sets(self):
+        """The sets each evaluation during training scores, in the order Trainer logs them."""
+        return (TRAIN_SUBSET, *self.validation_splits)
 
     @property
     def diagnosis_metric(self):
@@ -82,14 +91,8 @@ def glue_task(config):
 
 
 def own_data_task(name, text_columns, label_names, has_test):
-    """The task of a user's own files: accuracy and macro-F1 (and the F1 of class 1 when there
-    are two classes), or Pearson and Spearman correlations for a regression."""
-    if label_names is None:
-        metrics = ("pearson", "spearmanr")
-    elif len(label_names) == 2:
-        metrics = ("accuracy", "macro_f1", "f1")
-    else:
-        metrics = ("accuracy", "macro_f1")
+    """The task of a user's own files, with the metrics finetune/core/metrics.py gives its kind."""
+    metrics = own_data_metrics(label_names)
     return Task(name, tuple(text_columns), None if label_names is None else tuple(label_names), metrics, metrics[0],
                 test_splits=("test",) if has_test else ())
 
@@ -105,7 +108,7 @@ def load_task():
 def best_model_metric(params, task):
     """`best_model_metric` checked against the task's metrics (`auto`: its main one)."""
     metric = task.main_metric if params.best_model_metric == "auto" else params.best_model_metric
-    if metric not in (*task.metrics, "loss"):
+    if metric not in (*task.metrics, LOSS):
         raise PipelineError(f"params.yaml: best_model_metric must be auto, loss or one of the {task.name} metrics "
                             f"({', '.join(task.metrics)}), got {params.best_model_metric!r}")
     return metric

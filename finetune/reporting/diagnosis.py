@@ -11,7 +11,8 @@ whose baseline is predicting the train mean (its squared error) instead of the m
 import json
 import statistics
 
-from finetune.paths import PROVENANCE_FILE
+from finetune.core.paths import PROVENANCE_FILE
+from finetune.core.tasks import TRAIN_SUBSET
 
 REMEDIES = {
     "healthy": "none needed",
@@ -32,12 +33,12 @@ def diagnose(task, train_rows, evaluation_rows, baseline, params):
     final = evaluation_rows[-1]
     train_losses = [row["train_loss"] for row in train_rows]
     best_score = max(row[f"{validation}_{metric}"] for row in evaluation_rows)
-    gap = final[f"train_subset_{metric}"] - final[f"{validation}_{metric}"]
+    gap = final[f"{TRAIN_SUBSET}_{metric}"] - final[f"{validation}_{metric}"]
     evidence = {
         "mean_baseline_loss" if task.regression else "majority_baseline": baseline,
         f"best_{validation}_{metric}": best_score,
         f"final_{validation}_{metric}": final[f"{validation}_{metric}"],
-        f"final_train_subset_{metric}": final[f"train_subset_{metric}"],
+        f"final_{TRAIN_SUBSET}_{metric}": final[f"{TRAIN_SUBSET}_{metric}"],
         f"{metric}_gap": gap,
         f"min_{validation}_loss": losses[min_index],
         f"min_{validation}_loss_step": evaluation_rows[min_index]["step"],
@@ -52,16 +53,14 @@ def diagnose(task, train_rows, evaluation_rows, baseline, params):
         underfitting = losses[min_index] > baseline * (1 - params.diagnose_baseline_margin)
     else:
         underfitting = best_score < baseline + params.diagnose_baseline_margin
-    if underfitting:
-        verdict = "underfitting"
-    elif evidence["train_loss_spread"] > params.diagnose_loss_spread:
-        verdict = "erratic"
-    elif (train_loss_fell and evidence["evaluations_after_min_loss"] >= 2
-          and evidence[f"{validation}_loss_rise"] > params.diagnose_loss_rise
-          and gap > params.diagnose_accuracy_gap):
-        verdict = "overfitting"
-    else:
-        verdict = "healthy"
+    erratic = evidence["train_loss_spread"] > params.diagnose_loss_spread
+    validation_loss_rose = evidence[f"{validation}_loss_rise"] > params.diagnose_loss_rise
+    train_pulled_ahead = gap > params.diagnose_accuracy_gap
+    overfitting = (train_loss_fell and evidence["evaluations_after_min_loss"] >= 2 and validation_loss_rose
+                   and train_pulled_ahead)
+    # In this order: a model that learnt nothing is not also erratic or overfitting.
+    verdict = next(name for name, holds in (("underfitting", underfitting), ("erratic", erratic),
+                                             ("overfitting", overfitting), ("healthy", True)) if holds)
     return {"verdict": verdict, **evidence}
 
 

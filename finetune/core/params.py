@@ -5,21 +5,20 @@ type and the values it may take, and rejects anything else before any work is do
 """
 
 import dataclasses
+import json
 import math
 import re
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from finetune.errors import PipelineError
-from finetune.paths import PARAMS_FILE
+from finetune.core.errors import PipelineError
+from finetune.core.metrics import LOSS, METRICS
+from finetune.core.paths import PARAMS_FILE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 HUB_DATASET = "nyu-mll/glue"
-# Every metric some task reports (finetune/tasks.py says which task reports which).
-METRIC_NAMES = ("accuracy", "f1", "macro_f1", "matthews_correlation", "pearson", "spearmanr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,17 +91,15 @@ def load_params(path=PARAMS_FILE):
     return parse_params(raw, source=path)
 
 
-def changed_params():
-    """Params of this run that differ from params.yaml at Git's HEAD, as {key: (committed, now)}
-    (None outside Git): the report and the model card list them.
+def params_table(params):
+    """Markdown lines: every param of the run with its value, in params.yaml's order.
 
-    `dvc exp run -S` and queued experiments change params.yaml on top of HEAD, so this
-    names exactly what the experiment varied."""
-    committed = subprocess.run(["git", "show", f"HEAD:{PARAMS_FILE}"], capture_output=True, text=True)
-    if committed.returncode != 0:
-        return None
-    before, now = read_yaml(committed.stdout) or {}, read_yaml(PARAMS_FILE.read_text())
-    return {key: (before.get(key), value) for key, value in now.items() if before.get(key) != value}
+    The report and the model card list them all: a list of only the params that changed would
+    depend on what it is compared with (another commit's params.yaml), which is no input of theirs;
+    `dvc params diff` compares commits."""
+    rows = [f"| `{name}` | `{json.dumps(list(value) if isinstance(value, tuple) else value)}` |"
+            for name, value in dataclasses.asdict(params).items()]
+    return ["| param | value |", "|---|---|", *rows]
 
 
 def parse_params(raw, source=PARAMS_FILE):
@@ -175,7 +172,7 @@ def _check_ranges(source, params):
     require(params.diagnose_window >= 2, "diagnose_window", "must be >= 2")
     require_choice("lr_scheduler", LR_SCHEDULERS)
     require_choice("precision", PRECISIONS)
-    require_choice("best_model_metric", ("auto", "loss", *METRIC_NAMES))
+    require_choice("best_model_metric", ("auto", LOSS, *METRICS))
     require(params.dataset == HUB_DATASET or Path(params.dataset).is_dir(), "dataset",
             f"must be {HUB_DATASET} (with a GLUE dataset_config) or a folder of your own data files")
     if params.dataset == HUB_DATASET:

@@ -13,7 +13,7 @@ import json
 import pyarrow
 import pyarrow.parquet
 
-from finetune.errors import PipelineError
+from finetune.core.errors import PipelineError
 
 
 @dataclasses.dataclass(frozen=True)

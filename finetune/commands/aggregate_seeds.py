@@ -2,7 +2,7 @@
 
 Not a pipeline stage but a command to run after a seed sweep, e.g.
     dvc exp run --queue -S seed=1,2,3 -S lr=3e-5,5e-5 && dvc queue start
-    python -m finetune.aggregate_seeds
+    python -m finetune.commands.aggregate_seeds
 It reads the runs with `dvc.api.exp_show` (the commit and its experiments), groups them
 by all their params except `seed`, and prints one row per group: how many runs, and the
 mean ± sample standard deviation of each of the task's validation and test metrics. It
@@ -21,11 +21,12 @@ matplotlib.use("Agg")  # files only, never a window
 import dvc.api  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from finetune.errors import PipelineError, run_stage  # noqa: E402
-from finetune.params import METRIC_NAMES, Params  # noqa: E402
+from finetune.core.errors import PipelineError, run_stage  # noqa: E402
+from finetune.core.metrics import METRICS  # noqa: E402
+from finetune.core.params import HUB_DATASET, Params  # noqa: E402
+from finetune.core.tasks import GLUE_TASKS  # noqa: E402
 
-# Groups are ranked by the first of these metrics that the runs have on validation.
-RANKING = ("f1", "matthews_correlation", "pearson", "macro_f1", "accuracy", "spearmanr")
+METRIC_NAMES = tuple(METRICS)
 METRIC_KEY = re.compile(rf"(validation|test)(_\w+?)?_({'|'.join(METRIC_NAMES)})")
 GROUPING_PARAMS = tuple(field.name for field in dataclasses.fields(Params) if field.name != "seed")
 
@@ -54,9 +55,14 @@ def metric_columns(rows):
     return sorted(keys, key=order)
 
 
-def ranking_metric(metrics):
+def ranking_metric(metrics, params):
+    """The validation metric groups are ranked by: the task's main one (a GLUE task's own, else the
+    first of finetune/core/metrics.py's table that the runs report, as for your own data)."""
     validation = [metric for metric in metrics if metric.startswith("validation")]
-    return min(validation, key=lambda key: RANKING.index(METRIC_KEY.fullmatch(key).group(3)))
+    if params.get("dataset") == HUB_DATASET and params.get("dataset_config") in GLUE_TASKS:
+        main = GLUE_TASKS[params["dataset_config"]].main_metric
+        return next(metric for metric in validation if METRIC_KEY.fullmatch(metric).group(3) == main)
+    return min(validation, key=lambda key: METRIC_NAMES.index(METRIC_KEY.fullmatch(key).group(3)))
 
 
 def group_by_params(rows):
@@ -84,7 +90,8 @@ def format_table(groups):
     metrics = metric_columns([run for group in groups for run in group.runs])
     header = [*columns, "runs", "seeds", *metrics]
     lines = []
-    for group in sorted(groups, key=lambda group: -group.summary(ranking_metric(metrics))[0]):
+    ranked_by = ranking_metric(metrics, groups[0].params)
+    for group in sorted(groups, key=lambda group: -group.summary(ranked_by)[0]):
         seeds = ",".join(str(seed) for seed in sorted(int(run["seed"]) for run in group.runs))
         cells = [_format_value(group.params[name]) for name in columns] + [str(len(group.runs)), seeds]
         cells += [_format_summary(*group.summary(metric)) for metric in metrics]

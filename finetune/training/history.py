@@ -1,7 +1,8 @@
 """The train stage's histories: Trainer's log entries as two CSVs keyed by the global step,
 and the figures metrics/train.json takes from them."""
 
-from finetune.outputs import write_csv
+from finetune.core.metrics import LOSS, higher_is_better
+from finetune.core.outputs import write_csv
 
 # Trainer's log keys -> our CSV columns. Evaluations run on each validation split and on a
 # fixed random subset of train of the same size, so the train/validation gap shows in one file.
@@ -9,15 +10,10 @@ TRAIN_HISTORY_COLUMNS = {"step": "step", "epoch": "epoch", "loss": "train_loss",
                          "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
 
-def evaluation_set_names(task):
-    """The sets each evaluation scores, in the order Trainer logs them (finetune.training.evaluation_sets)."""
-    return ("train_subset", *task.validation_splits)
-
-
 def evaluation_history_columns(task):
     return {"step": "step", "epoch": "epoch", **{
-        f"eval_{name}_{metric}": f"{name}_{metric}" for name in evaluation_set_names(task)
-        for metric in ("loss", *task.metrics)
+        f"eval_{name}_{metric}": f"{name}_{metric}" for name in task.evaluation_sets
+        for metric in (LOSS, *task.metrics)
     }}
 
 
@@ -49,5 +45,5 @@ def mean_train_loss(train_rows):
 
 def best_evaluation(evaluation_rows, split, metric):
     """The evaluation Trainer's load_best_model_at_end would pick: first best wins ties."""
-    sign = 1 if metric == "loss" else -1
+    sign = -1 if higher_is_better(metric) else 1
     return min(evaluation_rows, key=lambda row: (sign * row[f"{split}_{metric}"], row["step"]))

@@ -13,9 +13,9 @@ is saved with the model: any program loads and runs it with transformers' stock 
 """
 
 
-from finetune.cpu_speedups.allocator import keep_freed_memory
-from finetune.cpu_speedups.dropout import use_fast_cpu_dropout, use_plain_attention
-from finetune.cpu_speedups.first_token_head import compute_last_layer_for_first_token_only
+from finetune.training.cpu_speedups.allocator import keep_freed_memory
+from finetune.training.cpu_speedups.dropout import use_fast_cpu_dropout, use_plain_attention
+from finetune.training.cpu_speedups.first_token_head import compute_last_layer_for_first_token_only
 
 
 def apply_cpu_speedups(model, on_cpu):

@@ -1,0 +1,105 @@
+"""Every metric the pipeline can report, in one table: its key, how it is computed, which way is
+better, whether it scores class indices or a regression's scores, and which tasks of your own data
+report it (GLUE's tasks name theirs in finetune/core/tasks.py).
+
+Params validation (`best_model_metric`), scoring and its bootstrap (finetune/scoring/), the
+diagnosis and the figures, the model card and the commands that rank runs all read this table:
+adding a metric is one entry here. Each computation is vectorised along the last axis, so that one
+call scores a single prediction array or a whole matrix of bootstrap resamples (one per row).
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+# The model's own loss, reported beside every task's metrics; lower is better.
+LOSS = "loss"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    name: str  # the key: <split>_<name> in metrics/evaluation.json and in the histories
+    title: str  # as the model card and the Hub show it
+    compute: Callable  # (predictions, references, num_labels) -> values along the last axis
+    higher_is_better: bool
+    regression: bool  # scores a regression's outputs (else class indices)
+    own_data: str | None  # which of your own tasks report it: "classification", "binary", "regression"
+
+
+def _f1_of(predictions, references, positive):
+    true_positives = ((predictions == positive) & (references == positive)).sum(axis=-1)
+    false_positives = ((predictions == positive) & (references != positive)).sum(axis=-1)
+    false_negatives = ((predictions != positive) & (references == positive)).sum(axis=-1)
+    denominator = 2 * true_positives + false_positives + false_negatives
+    # scikit-learn's convention: F1 is 0.0, not NaN, when the class is absent from both.
+    return np.where(denominator > 0, 2 * true_positives / np.maximum(denominator, 1), 0.0)
+
+
+def _accuracy(predictions, references, num_labels):
+    return (predictions == references).mean(axis=-1)
+
+
+def _f1(predictions, references, num_labels):
+    """F1 of class 1, GLUE's F1 for MRPC and QQP."""
+    return _f1_of(predictions, references, 1)
+
+
+def _macro_f1(predictions, references, num_labels):
+    return np.mean([_f1_of(predictions, references, label) for label in range(num_labels)], axis=0)
+
+
+def _matthews_correlation(predictions, references, num_labels):
+    """Matthews correlation of K classes (Gorodkin's R_K; the binary MCC for K = 2), 0 when undefined."""
+    samples = references.shape[-1]
+    correct = (predictions == references).sum(axis=-1)
+    predicted = np.stack([(predictions == label).sum(axis=-1) for label in range(num_labels)], axis=-1)
+    actual = np.stack([(references == label).sum(axis=-1) for label in range(num_labels)], axis=-1)
+    covariance = correct * samples - (predicted * actual).sum(axis=-1)
+    spread = np.sqrt((samples**2 - (predicted**2).sum(axis=-1)).astype(float)
+                     * (samples**2 - (actual**2).sum(axis=-1)).astype(float))
+    return np.where(spread > 0, covariance / np.where(spread > 0, spread, 1), 0.0)
+
+
+def _pearson(predictions, references, num_labels=1):
+    predictions = predictions - predictions.mean(axis=-1, keepdims=True)
+    references = references - references.mean(axis=-1, keepdims=True)
+    spread = np.sqrt((predictions**2).sum(axis=-1) * (references**2).sum(axis=-1))
+    return np.where(spread > 0, (predictions * references).sum(axis=-1) / np.where(spread > 0, spread, 1), 0.0)
+
+
+def _spearman(predictions, references, num_labels=1):
+    import scipy.stats  # only here: the other metrics need NumPy alone
+
+    return _pearson(scipy.stats.rankdata(predictions, axis=-1), scipy.stats.rankdata(references, axis=-1))
+
+
+METRICS = {metric.name: metric for metric in (
+    Metric("accuracy", "Accuracy", _accuracy, True, False, own_data="classification"),
+    Metric("macro_f1", "Macro F1", _macro_f1, True, False, own_data="classification"),
+    Metric("f1", "F1", _f1, True, False, own_data="binary"),
+    Metric("matthews_correlation", "Matthews correlation", _matthews_correlation, True, False, own_data=None),
+    Metric("pearson", "Pearson", _pearson, True, True, own_data="regression"),
+    Metric("spearmanr", "Spearman", _spearman, True, True, own_data="regression"),
+)}
+
+
+def metric_values(metrics, predictions, references, num_labels):
+    """{metric: value} along the last axis: floats for 1-D arrays, arrays for 2-D (one resample a row)."""
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    if any(METRICS[metric].regression for metric in metrics):
+        predictions, references = predictions.astype(float), references.astype(float)
+    return {metric: METRICS[metric].compute(predictions, references, num_labels) for metric in metrics}
+
+
+def higher_is_better(metric):
+    """Which way `metric` (a key of METRICS, or the loss) improves."""
+    return metric != LOSS and METRICS[metric].higher_is_better
+
+
+def own_data_metrics(label_names):
+    """What your own task reports: `label_names` None for a regression, else its classes."""
+    kind = "regression" if label_names is None else "binary" if len(label_names) == 2 else "classification"
+    kinds = {"regression": ("regression",), "binary": ("classification", "binary"),
+             "classification": ("classification",)}[kind]
+    return tuple(metric.name for metric in METRICS.values() if metric.own_data in kinds)

@@ -1,0 +1,100 @@
+"""Every framework internal the project relies on, in one place, each with a test that fails when
+the framework changes under it. Each is used for a measured reason given where it is used; public
+APIs serve everything else.
+
+transformers `Trainer`
+  - `_get_train_sampler` (replaced, finetune/training/resume.py): draws each epoch's batch order
+    so that a resumed run replays it; no public hook sets Trainer's sampler. Tests: below, and
+    tests/test_resume.py (a killed run resumes byte-identical).
+  - `_save_checkpoint` (extended, same module): saves that order's RNG state in each checkpoint;
+    no callback runs inside the checkpoint folder before Trainer marks it complete. Tests: below,
+    and tests/test_resume.py.
+  - `ProgressCallback.training_bar` (finetune/training/trainer.py): the one bar the train stage
+    writes its evaluation lines under. Test: below.
+transformers attention internals (finetune/training/cpu_speedups/, behind `cpu_speedups`)
+  - `PretrainedConfig._attn_implementation`, the registries `AttentionInterface` /
+    `ALL_ATTENTION_FUNCTIONS` and `ALL_MASK_ATTENTION_FUNCTIONS`, `sdpa_attention_forward`,
+    `sdpa_mask`, BERT's `eager_attention_forward` and the layout of `BertLayer` (its `attention`,
+    `feed_forward_chunk`). Tests: tests/test_cpu_speedups.py compares logits, losses and
+    gradients with transformers' stock code.
+DVCLive
+  - `Live._init_dvc` (overridden, finetune/training/live.py): in a Git repository without a
+    commit it raises instead of skipping the experiment; nothing public avoids the call. Test:
+    below (fails once DVCLive no longer needs it).
+dvc-render
+  - `VegaRenderer.SCRIPTS`: the vega bundles .dvc/plots/offline.html inlines. Test:
+    tests/test_plots_template.py.
+"""
+
+import subprocess
+
+import pytest
+import torch
+from dvclive import Live
+from scmrepo.exceptions import SCMError
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from finetune.core.params import load_params
+from finetune.core.tasks import load_task
+from finetune.data.loading import load_tokenized
+from finetune.models import load_classifier, load_tokenizer
+from finetune.training.resume import EPOCH_ORDER_FILE, ReplayableOrderSampler
+from finetune.training.trainer import TrainingProgress, build_trainer, evaluation_sets
+from stages import download, tokenize
+from tests.repos import write_params
+
+
+@pytest.fixture
+def trainer(project, tiny_params, tmp_path):
+    """The train stage's Trainer on the tiny project, one epoch, a checkpoint every 3 steps."""
+    write_params(project, tiny_params, epochs=1, save_steps=3)
+    download.main()
+    tokenize.main()
+    params, task, tokenized = load_params(), load_task(), load_tokenized()
+    model = load_classifier(params.checkpoint, task, dropout=params.dropout)
+    trainer, _ = build_trainer(params, task, model, load_tokenizer(params.checkpoint),
+                               tokenized["train"].remove_columns("idx"), evaluation_sets(task, tokenized),
+                               str(tmp_path / "checkpoints"))
+    return trainer
+
+
+def test_trainer_draws_its_train_order_from_get_train_sampler(trainer):
+    assert isinstance(trainer.get_train_dataloader().batch_sampler.sampler, ReplayableOrderSampler)
+
+
+def test_the_length_grouping_is_the_one_trainer_makes_itself(trainer, tmp_path):
+    own = TrainingArguments(output_dir=str(tmp_path / "own"), per_device_train_batch_size=8, use_cpu=True,
+                            train_sampling_strategy="group_by_length", report_to="none")
+    stock = Trainer(model=trainer.model, args=own, train_dataset=trainer.train_dataset,
+                    processing_class=trainer.processing_class)
+    stock_sampler = stock._get_train_sampler()
+    assert type(stock_sampler) is LengthGroupedSampler
+    torch.manual_seed(0)
+    stock_order = list(stock_sampler)
+    torch.manual_seed(0)
+    assert list(trainer._get_train_sampler().sampler) == stock_order
+
+
+def test_trainer_saves_checkpoints_through_save_checkpoint(trainer, tmp_path):
+    trainer.train()
+    checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-3", "checkpoint-6"]
+    assert all((tmp_path / "checkpoints" / name / EPOCH_ORDER_FILE).is_file() for name in checkpoints)
+
+
+def test_the_progress_callback_still_has_its_training_bar(trainer, capsys):
+    trainer.train()
+    progress = next(callback for callback in trainer.callback_handler.callbacks
+                    if isinstance(callback, TrainingProgress))
+    assert progress.training_bar is None  # closed at the end, as Trainer's own ProgressCallback does
+    assert "train: step 4/6: train_subset loss" in capsys.readouterr().out
+
+
+def test_dvclive_still_fails_in_a_repository_without_a_commit(tmp_path, monkeypatch):
+    # When this fails, DVCLive handles it itself: drop UncommittedSafeLive.
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
+    with pytest.raises(SCMError, match="Empty git repo"):
+        Live(dir="live", dvcyaml=None, save_dvc_exp=False)
