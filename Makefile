@@ -41,7 +41,7 @@ test: install
 
 # The quick tier for working on the code: in-process, a few steps of a tiny model, no dvc.
 test-fast: install
-	pytest -m "not slow" -n auto --dist loadfile
+	pytest -m "not slow and not smoke" -n auto --dist loadfile
 
 lint: install
 	ruff check .
