@@ -3,104 +3,99 @@
 Reports the task's metrics (GLUE's, from the project's `evaluate` module) and the mean loss
 per split, each with a 95% bootstrap confidence interval, plus one CSV row per example for
 confusion matrices and scatter plots. A split without labels (GLUE's test sets) gets
-predictions but no metrics.
+predictions but no metrics. A search trial (param `trial`) publishes the validation scores and
+predictions its train stage made, without intervals: all a search and `finetune pick` read.
 """
 
-import tempfile
+import json
+import shutil
 import time
 
-import numpy as np
-import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
-
-from finetune.core.errors import run_stage
-from finetune.core.metrics import LOSS
-from finetune.core.outputs import write_csv, write_json
+from finetune.core.errors import PipelineError, run_stage
+from finetune.core.metrics import interval_text
+from finetune.core.outputs import atomic_output, write_json
 from finetune.core.params import load_params
-from finetune.core.paths import EVALUATION_METRICS_FILE, predictions_file, trained_model_dir
+from finetune.core.paths import (
+    EVALUATION_METRICS_FILE,
+    PREDICTIONS_DIR,
+    TRIAL_SCORES_DIR,
+    TRIAL_SCORES_FILE,
+    predictions_file,
+    trained_model_dir,
+)
 from finetune.core.tasks import load_task
-from finetune.data.loading import has_labels, load_tokenized, sorted_by_length
-from finetune.models import device_arguments, load_classifier, load_tokenizer
-from finetune.scoring.scores import bootstrap_intervals, example_losses, predictions_of, task_metrics
 
 
 def main():
     params = load_params()
     task = load_task()
     started = time.perf_counter()
+    if params.trial:
+        metrics = _publish_trial_scores(task)
+    else:
+        metrics = _evaluate(params, task)
+    if metrics is None:
+        return  # not the main process of `accelerate launch`
+    write_json(EVALUATION_METRICS_FILE, metrics)
+    summary = ", ".join(f"{key} {value:.4f} {interval_text(metrics, key)}" for key, value in metrics.items()
+                        if not key.endswith(("_ci_low", "_ci_high")))
+    print(f"evaluate: {summary} -> {EVALUATION_METRICS_FILE} in {time.perf_counter() - started:.0f}s")
+
+
+def _evaluate(params, task):
+    """The task's metrics with their intervals, and every split's predictions; None on a process
+    other than the main one."""
+    # Imported here: a trial's evaluate needs none of them (4 s of imports, measured).
+    import tempfile
+
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from finetune.data.loading import has_labels, load_tokenized
+    from finetune.models import device_arguments, load_classifier, load_tokenizer
+    from finetune.scoring.scores import (
+        bootstrap_intervals,
+        point_scores,
+        predict_split,
+        predictions_of,
+        write_predictions,
+    )
+
     model_dir = str(trained_model_dir())
     tokenizer = load_tokenizer(model_dir)
     model = load_classifier(model_dir)
     tokenized = load_tokenized()
-
     with tempfile.TemporaryDirectory() as scratch_dir:
-        predictor = Trainer(
-            model=model,
-            args=TrainingArguments(
-                output_dir=scratch_dir,
-                per_device_eval_batch_size=params.eval_batch_size,
-                report_to="none",
-                **device_arguments(params.precision),
-            ),
-            data_collator=DataCollatorWithPadding(tokenizer),
-        )
+        predictor = Trainer(model=model, data_collator=DataCollatorWithPadding(tokenizer),
+                            args=TrainingArguments(output_dir=scratch_dir, per_device_eval_batch_size=params.eval_batch_size,
+                                                   report_to="none", **device_arguments(params.precision)))
         main_process = predictor.is_world_process_zero()
         metrics = {}
         for split in task.evaluated_splits:
-            # Predicted in length order (little padding), then put back in idx order. Under
-            # `accelerate launch`, each process predicts a share and Trainer gathers all the
-            # predictions, each example once, to every process: the main process writes.
-            split_data = sorted_by_length(tokenized[split])
-            output = predictor.predict(split_data.remove_columns(["idx", "labels"]))
+            indices, labels, logits = predict_split(predictor, task, tokenized[split])
             if not main_process:
                 continue
-            split_order = np.argsort(split_data["idx"])
-            split_data = split_data.select(split_order)
-            logits = np.asarray(output.predictions, dtype=np.float32)[split_order]
-            predictions, labels = predictions_of(task, logits), np.asarray(split_data["labels"])
-            _write_predictions(task, split, split_data["idx"], labels, predictions, logits)
-            if has_labels(task, labels):
-                metrics.update(_scores(task, split, logits, predictions, labels, params))
-    if not main_process:
-        return
-    write_json(EVALUATION_METRICS_FILE, metrics)
-
-    summary = ", ".join(
-        f"{key} {value:.4f} [{metrics[key + '_ci_low']:.4f}, {metrics[key + '_ci_high']:.4f}]"
-        for key, value in metrics.items() if not key.endswith(("_ci_low", "_ci_high"))
-    )
-    print(f"evaluate: {summary} -> {EVALUATION_METRICS_FILE} in {time.perf_counter() - started:.0f}s")
+            write_predictions(predictions_file(split), task, indices, labels, logits)
+            if not has_labels(task, labels):
+                continue
+            points, losses = point_scores(task, split, logits, labels)
+            intervals = bootstrap_intervals(task, predictions_of(task, logits), labels, losses,
+                                            params.bootstrap_resamples, params.bootstrap_seed)
+            for key, value in points.items():
+                low, high = intervals[key.removeprefix(f"{split}_")]
+                metrics.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})
+    return metrics if main_process else None
 
 
-def _scores(task, split, logits, predictions, labels, params):
-    """Point metrics and their bootstrap intervals, as flat `<split>_<metric>[_ci_low|_ci_high]` keys."""
-    losses = example_losses(task, logits, labels)
-    points = {**task_metrics(task, predictions, labels), LOSS: float(losses.mean())}
-    intervals = bootstrap_intervals(task, predictions, labels, losses, params.bootstrap_resamples,
-                                    params.bootstrap_seed)
-    scores = {}
-    for name, value in points.items():
-        low, high = intervals[name]
-        scores.update({f"{split}_{name}": value, f"{split}_{name}_ci_low": low, f"{split}_{name}_ci_high": high})
-    return scores
+def _publish_trial_scores(task):
+    """A trial's validation scores and predictions, as its train stage made them."""
+    if not TRIAL_SCORES_FILE.is_file():
+        raise PipelineError(f"{TRIAL_SCORES_FILE} not found: run `dvc repro train` with this trial first")
+    with atomic_output(PREDICTIONS_DIR) as staging:
+        staging.mkdir()
+        for split in task.validation_splits:
+            shutil.copyfile(predictions_file(split, TRIAL_SCORES_DIR / "predictions"), predictions_file(split, staging))
+    return json.loads(TRIAL_SCORES_FILE.read_text())
 
-
-def _write_predictions(task, split, indices, labels, predictions, logits):
-    """One row per example: label and prediction (class names, or scores for a regression), and
-    the probability of class 1 (two classes) or of each class."""
-    if task.regression:
-        header = ["idx", "label", "prediction"]
-        rows = [[index, "" if np.isnan(label) else f"{label:.6f}", f"{prediction:.6f}"]
-                for index, label, prediction in zip(indices, labels.tolist(), predictions.tolist(), strict=True)]
-    else:
-        probabilities = torch.from_numpy(logits).softmax(dim=-1).numpy()
-        shown = [1] if task.num_labels == 2 else list(range(task.num_labels))
-        header = ["idx", "label", "prediction", *(f"probability_{task.label_names[label]}" for label in shown)]
-        names = [*task.label_names, ""]  # index NO_LABEL (-1): no name
-        rows = [[index, names[label], names[prediction], *(f"{row[label]:.6f}" for label in shown)]
-                for index, label, prediction, row in zip(indices, labels.tolist(), predictions.tolist(),
-                                                         probabilities, strict=True)]
-    write_csv(predictions_file(split), header, rows)
 
 if __name__ == "__main__":
     run_stage(main)

@@ -10,6 +10,7 @@ import json
 import time
 
 from finetune.core.errors import PipelineError, run_stage
+from finetune.core.metrics import interval_text
 from finetune.core.outputs import atomic_output, read_csv
 from finetune.core.params import load_params, params_table
 from finetune.core.paths import (
@@ -21,8 +22,8 @@ from finetune.core.paths import (
     predictions_file,
 )
 from finetune.core.tasks import load_task
-from finetune.reporting.diagnosis import REMEDIES, explanation
-from finetune.reporting.figures import curves_of, plot_confusion, plot_curves, plot_scatter
+from finetune.reporting.diagnosis import explanation
+from finetune.reporting.remedies import remedies_text
 
 # The report's PNGs, in a folder of their own that dvc.yaml declares as plots: any task's figures.
 FIGURES = "figures"
@@ -34,39 +35,51 @@ def main():
     started = time.perf_counter()
     histories = {"train": _read_csv(TRAIN_HISTORY_FILE), "evaluations": _read_csv(EVALUATION_HISTORY_FILE)}
     diagnosis = json.loads(DIAGNOSIS_FILE.read_text())
-    curves = curves_of(task)
     with atomic_output(REPORT_DIR) as staging:
-        figures = staging / FIGURES
-        figures.mkdir(parents=True)
-        for file_name, (title, y_label, series) in curves.items():
-            baseline = diagnosis.get("majority_baseline") if file_name == "accuracy.png" else None
-            plot_curves(histories, title, y_label, series, figures / file_name, baseline)
-        prediction_files = []
-        for split in task.evaluated_splits:
-            predictions = _read_csv(predictions_file(split))
-            if any(row["label"] == "" for row in predictions):
-                continue  # a split without labels: nothing to compare with
-            prediction_files.append(f"{'scatter' if task.regression else 'confusion'}_{split}.png")
-            if task.regression:
-                plot_scatter(predictions, split, figures / prediction_files[-1])
-            else:
-                plot_confusion(predictions, task.label_names, split, figures / prediction_files[-1])
+        (staging / FIGURES).mkdir(parents=True)
+        # A search trial's curves are in `dvc plots diff`; its report draws nothing (matplotlib's
+        # import and the figures took a second of every trial).
+        figures = [] if params.trial else _draw(task, histories, diagnosis, staging / FIGURES)
         sentence = explanation(task, diagnosis, params)
-        (staging / "report.md").write_text(_report(params, diagnosis, sentence, [*curves, *prediction_files]))
+        trained_steps = int(histories["evaluations"][-1]["step"])
+        remedies = remedies_text(task, diagnosis, params, trained_steps)
+        (staging / "report.md").write_text(_report(params, sentence, remedies, figures))
         written = sorted(str(path.relative_to(staging)) for path in staging.rglob("*.*"))
     print(f"plot: {', '.join(written)} -> {REPORT_DIR}/ in {time.perf_counter() - started:.1f}s")
 
 
-def _report(params, diagnosis, verdict_sentence, figures):
+def _draw(task, histories, diagnosis, folder):
+    """The PNGs of the curves and of the predictions; returns their names."""
+    from finetune.reporting.figures import curves_of, plot_confusion, plot_curves, plot_scatter
+
+    curves = curves_of(task)
+    for file_name, (title, y_label, series) in curves.items():
+        baseline = diagnosis.get("majority_baseline") if file_name == "accuracy.png" else None
+        plot_curves(histories, title, y_label, series, folder / file_name, baseline)
+    prediction_files = []
+    for split in task.evaluated_splits:
+        predictions = _read_csv(predictions_file(split))
+        if any(row["label"] == "" for row in predictions):
+            continue  # a split without labels: nothing to compare with
+        prediction_files.append(f"{'scatter' if task.regression else 'confusion'}_{split}.png")
+        if task.regression:
+            plot_scatter(predictions, split, folder / prediction_files[-1])
+        else:
+            plot_confusion(predictions, task.label_names, split, folder / prediction_files[-1])
+    return [*curves, *prediction_files]
+
+
+def _report(params, verdict_sentence, remedies, figures):
     metrics = json.loads(EVALUATION_METRICS_FILE.read_text())
     lines = ["# Training report", "", f"**Verdict: {verdict_sentence}.**", "",
-             f"Suggested remedies: {REMEDIES[diagnosis['verdict']]}.", "", "## Final metrics", "",
+             "## What to try", "", *remedies, "", "## Final metrics", "",
              "| metric | value | 95% interval |", "|---|---|---|"]
     for key, value in metrics.items():
         if not key.endswith(("_ci_low", "_ci_high")):
-            lines.append(f"| {key} | {value:.4f} | [{metrics[key + '_ci_low']:.4f}, {metrics[key + '_ci_high']:.4f}] |")
+            lines.append(f"| {key} | {value:.4f} | {interval_text(metrics, key)} |")
     lines += ["", "## Params of the run", "", *params_table(params), "", "## Curves", ""]
-    lines += [f"![{name}]({FIGURES}/{name})" for name in figures]
+    lines += [f"![{name}]({FIGURES}/{name})" for name in figures] or [
+        f"A trial of a search ({params.trial}): no figures; `dvc plots diff` draws its curves."]
     return "\n".join(lines) + "\n"
 
 

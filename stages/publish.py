@@ -17,6 +17,7 @@ from finetune.core.paths import (
     MODEL_CARD_FILE,
     MODEL_DIR,
     PROVENANCE_FILE,
+    SELECTION_FILE,
     TRAIN_METRICS_FILE,
     TRAINED_MODEL_DIR,
     trained_model_dir,
@@ -32,7 +33,9 @@ def main():
     trained = trained_model_dir()
     evaluation, training, provenance = (_read_json(path, stage) for path, stage in (
         (EVALUATION_METRICS_FILE, "evaluate"), (TRAIN_METRICS_FILE, "train"), (PROVENANCE_FILE, "download")))
-    card = model_card(params, task, evaluation, training, provenance)
+    # dvc.yaml makes it a dep, so DVC requires it; a stage run by hand without it has no selection.
+    selection = json.loads(SELECTION_FILE.read_text()) if SELECTION_FILE.is_file() else {}
+    card = model_card(params, task, evaluation, training, provenance, selection)
     with atomic_output(MODEL_DIR) as staging:
         # The card replaces any README.md of the trained folder (Trainer writes none today).
         copied = link_tree(trained, staging, skip=(MODEL_CARD_FILE.name,))

@@ -1,7 +1,9 @@
 """Stage `train`: fine-tune the checkpoint on the task's train split, evaluating on validation as it goes.
 
-The Trainer and its options are wired in finetune/training.py; a run killed mid-way resumes
-from its last checkpoint (finetune/resume.py) and ends as an uninterrupted run would.
+The Trainer and its options are wired in finetune/training/trainer.py; a run killed mid-way
+resumes from its last checkpoint (finetune/training/resume.py) and ends as an uninterrupted run
+would. A search trial (param `trial`) reports to its study and may be pruned
+(finetune/training/pruning.py); it keeps no weights but scores validation for evaluate.
 """
 
 import shutil
@@ -13,10 +15,18 @@ from finetune.core.errors import run_stage
 from finetune.core.metrics import LOSS
 from finetune.core.outputs import atomic_output, write_json
 from finetune.core.params import load_params
-from finetune.core.paths import CHECKPOINT_DIR, TRAIN_METRICS_FILE, TRAINED_MODEL_DIR
+from finetune.core.paths import (
+    CHECKPOINT_DIR,
+    TRAIN_METRICS_FILE,
+    TRAINED_MODEL_DIR,
+    TRIAL_SCORES_DIR,
+    TRIAL_SCORES_FILE,
+    predictions_file,
+)
 from finetune.core.tasks import best_model_metric, load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import load_classifier, load_tokenizer, resolved_precision
+from finetune.scoring.scores import point_scores, predict_split, write_predictions
 from finetune.training.history import (
     TRAIN_HISTORY_COLUMNS,
     best_evaluation,
@@ -25,6 +35,7 @@ from finetune.training.history import (
     mean_train_loss,
 )
 from finetune.training.live import LiveHistory
+from finetune.training.pruning import TrialReporter
 from finetune.training.resume import last_complete_checkpoint, resumable_checkpoint
 from finetune.training.trainer import build_trainer, evaluation_sets
 
@@ -53,18 +64,27 @@ def main():
         trainer.resume_order_from(resume_from)
     # Histories and DVCLive's summary as training goes (the main process writes them).
     trainer.add_callback(LiveHistory(task, resuming=bool(resume_from)))
+    validation = task.validation_splits[0]
+    reporter = TrialReporter(params.trial, validation, watched, main_process) if params.trial else None
+    if reporter:
+        trainer.add_callback(reporter)
     output = trainer.train(resume_from_checkpoint=resume_from)
+    trial_scores = _score_validation(trainer, task, tokenized) if params.trial else None
     if not main_process:
         return  # every process holds the same trained model; one writes it
 
     with atomic_output(TRAINED_MODEL_DIR) as staging:
-        trainer.save_model(str(staging))  # saves the tokenizer beside the model
+        if params.trial:  # config, tokenizer and validation scores: a trial's weights serve nobody
+            trainer.model.config.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            _write_trial_scores(staging, task, trial_scores)
+        else:
+            trainer.save_model(str(staging))  # saves the tokenizer beside the model
     state = trainer.state
     # The same rows LiveHistory has written to metrics/history/ step by step.
     train_rows = history_rows(state.log_history, TRAIN_HISTORY_COLUMNS)
     evaluation_rows = history_rows(state.log_history, evaluation_history_columns(task))
 
-    validation = task.validation_splits[0]
     best = best_evaluation(evaluation_rows, validation, watched)
     saved = best if params.early_stopping_patience > 0 else evaluation_rows[-1]
     saved_scores = {f"{validation}_{metric}": saved[f"{validation}_{metric}"] for metric in (*task.metrics, LOSS)}
@@ -75,16 +95,34 @@ def main():
         "trained_epochs": round(state.epoch, 4),
         "stopped_early": state.global_step < state.max_steps,
         # `precision: auto` is bf16 or fp32 by host: the reason two hosts' results differ.
-        "precision": resolved_precision(params.precision),
+        "precision_used": resolved_precision(params.precision),
         "best_step": best["step"],
         "saved_model_step": saved["step"],
         **{f"saved_model_{key}": value for key, value in saved_scores.items()},
+        **({"trial_state": "pruned" if reporter.pruned_at_step else "complete"} if reporter else {}),
     })
     # Last: if anything above fails, the checkpoints stay and the next run resumes, not retrains.
     shutil.rmtree(CHECKPOINT_DIR)
     scores = ", ".join(f"{key} {value:.4f}" for key, value in saved_scores.items() if not key.endswith("_loss"))
-    print(f"train: {state.global_step} steps ({state.epoch:.2f} epochs) in {time.perf_counter() - started:.0f}s, "
+    pruned = f", pruned by its study at step {reporter.pruned_at_step}" if reporter and reporter.pruned_at_step else ""
+    print(f"train: {state.global_step} steps ({state.epoch:.2f} epochs{pruned}) in {time.perf_counter() - started:.0f}s, "
           f"saved model of step {saved['step']} ({scores}) -> {TRAINED_MODEL_DIR}/")
+
+
+def _score_validation(trainer, task, tokenized):
+    """A trial's validation scores and predictions of its final model, made here while the model is
+    in memory: evaluate then loads no model (a trial saves its run the imports and predictions of a
+    second process). {split: (idx, labels, logits)}, on every process (Trainer gathers them)."""
+    return {split: predict_split(trainer, task, tokenized[split]) for split in task.validation_splits}
+
+
+def _write_trial_scores(model_dir, task, predicted):
+    scores = {}
+    for split, (indices, labels, logits) in predicted.items():
+        write_predictions(predictions_file(split, model_dir / TRIAL_SCORES_DIR.name / "predictions"), task, indices,
+                          labels, logits)
+        scores.update(point_scores(task, split, logits, labels)[0])
+    write_json(model_dir / TRIAL_SCORES_DIR.name / TRIAL_SCORES_FILE.name, scores)
 
 
 if __name__ == "__main__":

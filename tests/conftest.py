@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from tests.repos import PROJECT_ROOT, make_git_project, runner, write_params
+from tests.repos import PROJECT_ROOT, copy_repository, make_git_project, runner, write_params
 
 # CI draws the property-based tests' examples from a fixed seed, so that a failure there
 # reproduces anywhere (`CI=true pytest ...`); elsewhere Hypothesis explores new examples.
@@ -207,15 +207,18 @@ def write_own_data(folder, fmt, text_columns, label_column, labels, *, test_labe
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer BERT with random weights and a vocabulary of the synthetic words."""
+    import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     model_dir = tmp_path_factory.mktemp("tiny-bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", '"', *WORDS]
     vocab_file = model_dir / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), model_max_length=64)
+    # `vocab`: transformers 5 ignores a `vocab_file` keyword (every word became [UNK]).
+    tokenizer = BertTokenizerFast(vocab=str(vocab_file), model_max_length=64)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)  # the same tiny model in every test session: results tests can rely on
     BertForSequenceClassification(config).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     return model_dir
@@ -287,3 +290,14 @@ def reproduced_repository(tmp_path_factory, tiny_params, glue_parquet_dir):
     root = tmp_path_factory.mktemp("reproduced") / "project"
     env = make_git_project(root, tiny_params, glue_parquet_dir)
     return ReproducedRepository(root, env, runner(root, env)("dvc", "repro"))
+
+
+@pytest.fixture(scope="module")
+def tuning_repository(tmp_path_factory, reproduced_repository):
+    """A copy of the shared tiny run, committed, with a small search space (space.yaml): (root, run)."""
+    root = copy_repository(reproduced_repository.root, tmp_path_factory.mktemp("tuning") / "project")
+    run = runner(root, reproduced_repository.env)
+    (root / "space.yaml").write_text("lr: {low: 1.0e-4, high: 1.0e-2, log: true}\ntrain_batch_size: {choices: [8, 16]}\n")
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "first run")
+    return root, run

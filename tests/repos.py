@@ -1,5 +1,6 @@
 """The real `git` and `dvc` CLIs on copies of the project: what the end-to-end tests share."""
 
+import json
 import os
 import re
 import shutil
@@ -59,7 +60,7 @@ def ran_stages(output):
 def copy_project(destination):
     """The files a user clones, without any local artifact."""
     destination.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+    for name in ("dvc.yaml", "params.yaml", "selection.json", "search.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(PROJECT_ROOT / name, destination / name)
     for package in ("stages", "finetune", "nyu-mll"):
         shutil.copytree(PROJECT_ROOT / package, destination / package, ignore=shutil.ignore_patterns("__pycache__"))
@@ -108,3 +109,14 @@ def run_params(entry):
 
 def run_metrics(entry, path):
     return entry["data"]["metrics"][path]["data"]
+
+
+def experiments_by_name(run):
+    """{name: entry} of the experiments `dvc exp show --json` lists, in the repository of `run`."""
+    return {entry["name"]: entry for entry in all_runs(json.loads(run("dvc", "exp", "show", "--json")))
+            if entry.get("name")}
+
+
+def study_storage(root):
+    """The URL of `finetune search`'s default study storage in the repository at `root`."""
+    return f"sqlite:///{root / 'tuning' / 'studies.db'}"

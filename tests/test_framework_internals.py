@@ -21,6 +21,15 @@ DVCLive
   - `Live._init_dvc` (overridden, finetune/training/live.py): in a Git repository without a
     commit it raises instead of skipping the experiment; nothing public avoids the call. Test:
     below (fails once DVCLive no longer needs it).
+Optuna (finetune/training/pruning.py)
+  - `optuna.trial.Trial(study, trial_id)`, built by the train stage of a search trial from the
+    storage's ids (`get_study_id_from_name`, `get_trial_id_from_study_id_trial_number`): the trial
+    the search asked for runs in another process, and Optuna's public API hands a trial only to
+    the process that asked. Test: below, and tests/test_tune.py's pruning tests.
+DVC experiments (finetune/tune/experiments.py)
+  - An experiment's Git ref is refs/exps/<2 hex>/<38 hex of its baseline>/<name>, and `dvc exp
+    run --temp` prints "Reproducing experiment" once it has stashed its params and runs on its
+    own. Tests: tests/test_tune_e2e.py (every trial found by its ref; a trial's log).
 dvc-render
   - `VegaRenderer.SCRIPTS`: the vega bundles .dvc/plots/offline.html inlines. Test:
     tests/test_plots_template.py.
@@ -89,6 +98,22 @@ def test_the_progress_callback_still_has_its_training_bar(trainer, capsys):
                     if isinstance(callback, TrainingProgress))
     assert progress.training_bar is None  # closed at the end, as Trainer's own ProgressCallback does
     assert "train: step 4/6: train_subset loss" in capsys.readouterr().out
+
+
+def test_a_trial_built_from_its_storage_ids_reports_to_the_study(tmp_path, monkeypatch):
+    import optuna
+
+    from finetune.training.pruning import PRUNER_ATTRIBUTE, STORAGE_VARIABLE, _trial
+
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name="ids", storage=storage, direction="maximize")
+    study.set_user_attr(PRUNER_ATTRIBUTE, {"name": "none"})
+    asked = study.ask()
+    monkeypatch.setenv(STORAGE_VARIABLE, storage)
+    built = _trial(f"ids/{asked.number}")
+    built.report(0.25, 4)
+    assert built.number == asked.number and not built.should_prune()
+    assert optuna.load_study(study_name="ids", storage=storage).trials[0].intermediate_values == {4: 0.25}
 
 
 def test_dvclive_still_fails_in_a_repository_without_a_commit(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ from finetune.core.params import load_params
 from finetune.core.tasks import GLUE_TASKS, load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import freeze_embeddings, load_classifier, load_tokenizer
-from finetune.reporting.diagnosis import REMEDIES, explanation
+from finetune.reporting.diagnosis import explanation
+from finetune.reporting.remedies import remedies_text
 from finetune.training.trainer import build_trainer, evaluation_sets
 from stages import diagnose, download, evaluate, plot, publish, tokenize, train
 from tests.conftest import SPLIT_ROWS, padded_tiny_batch
@@ -112,7 +113,9 @@ def test_plot_writes_a_report_with_curves_verdict_and_every_param(trained_projec
     diagnosis = json.loads((trained_project / "metrics" / "diagnosis.json").read_text())
     params = load_params(trained_project / "params.yaml")
     assert f"**Verdict: {explanation(GLUE_TASKS['mrpc'], diagnosis, params)}.**" in report
-    assert f"Suggested remedies: {REMEDIES[diagnosis['verdict']]}." in report
+    # Twelve steps learn nothing: the remedies of underfitting, with the commands that try them.
+    assert "\n".join(["## What to try", "", *remedies_text(GLUE_TASKS["mrpc"], diagnosis, params, 12)]) in report
+    assert f"`dvc exp run -S lr={tiny_params['lr'] * 3:g}`" in report
     assert "| validation_accuracy |" in report
     assert all(f"![{name}](figures/{name})" in report for name in images)
     # Every param of the run, whatever Git's HEAD holds (the test project is not even a repository).
@@ -164,7 +167,7 @@ def test_bf16_trains_and_evaluates_on_a_cpu(project, tiny_params):
     # Mixed precision: bf16 arithmetic, fp32 weights; train.json says which precision ran.
     model = AutoModelForSequenceClassification.from_pretrained(project / "trained_model")
     assert model.dtype == torch.float32
-    assert json.loads((project / "metrics" / "train.json").read_text())["precision"] == "bf16"
+    assert json.loads((project / "metrics" / "train.json").read_text())["precision_used"] == "bf16"
     metrics = json.loads((project / "metrics" / "evaluation.json").read_text())
     predictions = read_csv(project / "metrics" / "predictions" / "validation.csv")
     correct = sum(row["label"] == row["prediction"] for row in predictions)

@@ -131,12 +131,19 @@ def _format_value(value):
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser):
     parser.add_argument("--rev", action="append", help="Git revision whose experiments to read (default: HEAD)")
     parser.add_argument("--num", type=int, default=1, help="also read the N-1 commits before it (-1: all)")
     parser.add_argument("--plot", default="seeds.png", help="where to write the PNG (default: seeds.png)")
-    args = parser.parse_args(argv)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def run(args):
 
     groups = group_by_params(dvc.api.exp_show(revs=args.rev, num=args.num))
     if not groups:

@@ -123,14 +123,21 @@ def _in_fresh_process(function, *arguments):
         return executor.submit(function, *arguments).result()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser):
     parser.add_argument("--pairs", type=int, default=800, help="training pairs timed per recipe (default 800)")
     parser.add_argument("--full", action="store_true", help="train each recipe for its whole run and score it")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="one run of each recipe per seed")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=RECIPES,
                         help="which recipes to run (default both; the ratio needs both)")
-    arguments = parser.parse_args()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def run(arguments):
     pairs = None if arguments.full else arguments.pairs
 
     params = load_params()

@@ -76,11 +76,18 @@ def build(tarballs, template_file=TEMPLATE_FILE, licenses_file=LICENSES_FILE):
     print(f"plots_template: {', '.join(wanted)} -> {template_file} ({template_file.stat().st_size // 1024} KiB)")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser):
     parser.add_argument("tarballs", nargs="*", help="npm pack tarballs of vega, vega-lite and vega-embed")
     parser.add_argument("--versions", action="store_true", help="print the package@version list to npm pack, and exit")
-    arguments = parser.parse_args()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def run(arguments):
     if arguments.versions:
         print(" ".join(f"{package}@{renderer_versions()[package]}" for package in PACKAGES))
         return

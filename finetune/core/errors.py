@@ -1,5 +1,6 @@
 """The one error type users see, and the entry point that shows it as one line."""
 
+import gc
 import sys
 
 
@@ -18,3 +19,7 @@ def run_stage(main):
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    # Python's shutdown garbage-collects every object torch, transformers and datasets made at import:
+    # about a second per stage process (measured), which a DVC run pays per stage. Frozen objects are
+    # left for the operating system to reclaim; nothing else about the exit changes.
+    gc.freeze()

@@ -92,6 +92,14 @@ def metric_values(metrics, predictions, references, num_labels):
     return {metric: METRICS[metric].compute(predictions, references, num_labels) for metric in metrics}
 
 
+def interval_text(scores, key):
+    """`[low, high]`, the 95% interval of `key` in `scores` (evaluation.json's keys), or "-" where
+    there is none: a search trial's scores come without."""
+    if f"{key}_ci_low" not in scores:
+        return "-"
+    return f"[{scores[key + '_ci_low']:.4f}, {scores[key + '_ci_high']:.4f}]"
+
+
 def higher_is_better(metric):
     """Which way `metric` (a key of METRICS, or the loss) improves."""
     return metric != LOSS and METRICS[metric].higher_is_better

@@ -19,6 +19,8 @@ from finetune.core.paths import PARAMS_FILE
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 HUB_DATASET = "nyu-mll/glue"
+# A search trial: "<study>/<number>", the study named as `finetune search --study` accepts it.
+TRIAL = re.compile(r"(?P<study>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<number>\d+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Params:
     diagnose_loss_rise: float
     diagnose_accuracy_gap: float
     diagnose_window: int
+    trial: str  # "" or "<study>/<number>": a trial of `finetune search` (finetune/training/pruning.py)
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -89,6 +92,16 @@ def load_params(path=PARAMS_FILE):
     if not isinstance(raw, dict):
         raise PipelineError(f"{path} must be a mapping of key: value, got {type(raw).__name__}")
     return parse_params(raw, source=path)
+
+
+# Whatever else differs, these do not make two runs different configurations: runs that differ
+# only in them are seeds of one configuration, compared as a group (finetune pick).
+NOT_CONFIGURATION = ("seed", "trial")
+
+
+def configuration(params):
+    """{param: value} of a run's params (a dict) but NOT_CONFIGURATION."""
+    return {name: value for name, value in params.items() if name not in NOT_CONFIGURATION}
 
 
 def params_table(params):
@@ -133,7 +146,7 @@ def _typed(source, name, value, expected):
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         raise PipelineError(f"{source}: {name} must be a number, got {value!r}")
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and (value.strip() or name == "trial"):
         return value
     raise PipelineError(f"{source}: {name} must be a non-empty string, got {value!r}")
 
@@ -170,6 +183,8 @@ def _check_ranges(source, params):
     require(params.diagnose_loss_rise >= 0, "diagnose_loss_rise", "must be >= 0")
     require(params.diagnose_accuracy_gap >= 0, "diagnose_accuracy_gap", "must be >= 0")
     require(params.diagnose_window >= 2, "diagnose_window", "must be >= 2")
+    require(params.trial == "" or TRIAL.fullmatch(params.trial), "trial",
+            "must be \"\" or <study>/<trial number> (set by `finetune search`)")
     require_choice("lr_scheduler", LR_SCHEDULERS)
     require_choice("precision", PRECISIONS)
     require_choice("best_model_metric", ("auto", LOSS, *METRICS))

@@ -18,11 +18,18 @@ TOKENIZED_DIR = Path("data/tokenized")
 # makes MODEL_DIR of it: the same files plus the model card, README.md. Two folders because DVC
 # lets one stage write each output, and the card needs evaluate's metrics.
 TRAINED_MODEL_DIR = Path("trained_model")
+# A search trial's train stage keeps no weights; it scores validation itself and leaves the
+# scores and predictions here, for evaluate to publish (finetune/training/pruning.py).
+TRIAL_SCORES_DIR = TRAINED_MODEL_DIR / "trial"
+TRIAL_SCORES_FILE = TRIAL_SCORES_DIR / "scores.json"
 MODEL_DIR = Path("models")
 MODEL_CARD_FILE = MODEL_DIR / "README.md"
 # Not a DVC output: resumable checkpoints of an unfinished train stage, which survive a
 # killed or failed run (DVC removes only declared outputs) and never enter the cache.
 CHECKPOINT_DIR = Path("checkpoints/train")
+
+# What `finetune pick --promote` found for the committed params: the model card shows it.
+SELECTION_FILE = Path("selection.json")
 
 METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
@@ -48,5 +55,5 @@ def raw_split_file(split):
     return RAW_DIR / f"{split}.parquet"
 
 
-def predictions_file(split):
-    return PREDICTIONS_DIR / f"{split}.csv"
+def predictions_file(split, folder=PREDICTIONS_DIR):
+    return folder / f"{split}.csv"

@@ -2,8 +2,8 @@
 
 healthy | overfitting | underfitting | erratic. `diagnose` gives the verdict and its numeric
 evidence (what metrics/diagnosis.json holds, so `dvc exp show` can sort by them);
-`explanation` and REMEDIES turn them into the sentences of the report. The thresholds are
-params (`diagnose_*`, documented in params.yaml). The curves read are those of the task's
+`explanation` turns them into the report's sentence, finetune/reporting/remedies.py into what to
+try. The thresholds are params (`diagnose_*`, documented in params.yaml). The curves read are those of the task's
 (first) validation split and its diagnosis metric: accuracy, or Pearson's r for a regression,
 whose baseline is predicting the train mean (its squared error) instead of the majority class.
 """
@@ -13,13 +13,6 @@ import statistics
 
 from finetune.core.paths import PROVENANCE_FILE
 from finetune.core.tasks import TRAIN_SUBSET
-
-REMEDIES = {
-    "healthy": "none needed",
-    "overfitting": "early stopping (early_stopping_patience), fewer epochs, regularisation (weight_decay), more data",
-    "underfitting": "more epochs, a higher learning rate or warm-up, a larger model; check the labels",
-    "erratic": "a lower learning rate, a larger batch, warm-up (warmup_ratio)",
-}
 
 
 def diagnose(task, train_rows, evaluation_rows, baseline, params):

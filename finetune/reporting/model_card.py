@@ -7,12 +7,14 @@ prose says what a user of the model asks: what it predicts, how to load it, how 
 (with the evaluate stage's 95% intervals), how it was trained and from which exact data.
 """
 
+import dataclasses
+import json
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from finetune.core.metrics import LOSS, METRICS
-from finetune.core.params import HUB_DATASET, params_table
+from finetune.core.metrics import LOSS, METRICS, interval_text
+from finetune.core.params import HUB_DATASET, configuration, params_table
 from finetune.core.paths import EVALUATION_METRICS_FILE, PROVENANCE_FILE
 
 # The name dvc.yaml's `artifacts:` gives models/ (dvc artifacts get, DVC Studio's model registry).
@@ -21,9 +23,10 @@ ARTIFACT_NAME = "text-classifier"
 EXAMPLE_PAIR = ("The company said its profit rose 5 percent.", "Its profit went up 5 percent, the company said.")
 
 
-def model_card(params, task, evaluation, training, provenance):
+def model_card(params, task, evaluation, training, provenance, selection):
     """The card's text. `evaluation`, `training`, `provenance`: the JSON of metrics/evaluation.json,
-    metrics/train.json and data/raw/provenance.json."""
+    metrics/train.json and data/raw/provenance.json; `selection`: selection.json's, the evidence
+    `finetune pick --promote` recorded for a configuration (shown when it is this run's)."""
     glue = params.dataset == HUB_DATASET
     dataset_name = f"GLUE {task.name.upper()}" if glue else f"own data {params.dataset}"
     scored = [split for split in task.evaluated_splits if f"{split}_loss" in evaluation]  # labelled splits
@@ -47,7 +50,8 @@ def model_card(params, task, evaluation, training, provenance):
         f"Fine-tuned from `{params.checkpoint}` by this project's DVC pipeline (`dvc repro`); "
         "this folder is its `models/` output, declared in `dvc.yaml` as the artifact "
         f"`{ARTIFACT_NAME}`.", "",
-        *_usage(task), *_results(task, scored, evaluation, params), *_training(params, training),
+        *(_trial_note(params, training) if params.trial else _usage(task)),
+        *_results(task, scored, evaluation, params), *_selection(params, selection), *_training(params, training),
         *_data(provenance),
     ]
     return "\n".join(lines) + "\n"
@@ -67,6 +71,13 @@ def _usage(task):
             "downloads this folder from the project's DVC remote.", ""]
 
 
+def _trial_note(params, training):
+    state = "pruned by the study" if training.get("trial_state") == "pruned" else "complete"
+    return ["## A search trial", "",
+            f"Trial `{params.trial}` of `finetune search` ({state}): it keeps no weights, only its validation "
+            "scores. Its params with `trial: \"\"` train the model (`finetune pick --promote` does).", ""]
+
+
 def _results(task, scored, evaluation, params):
     if not scored:
         return ["## Results", "", "No evaluated split has labels.", ""]
@@ -77,9 +88,18 @@ def _results(task, scored, evaluation, params):
     for split in scored:
         for metric in (*task.metrics, LOSS):
             key = f"{split}_{metric}"
-            lines.append(f"| {split} | {metric} | {evaluation[key]:.4f} | "
-                         f"[{evaluation[key + '_ci_low']:.4f}, {evaluation[key + '_ci_high']:.4f}] |")
+            lines.append(f"| {split} | {metric} | {evaluation[key]:.4f} | {interval_text(evaluation, key)} |")
     return [*lines, ""]
+
+
+def _selection(params, selection):
+    # As selection.json holds it, through JSON (its lists are params.yaml's lists, not tuples).
+    if selection.get("configuration") != json.loads(json.dumps(configuration(dataclasses.asdict(params)))):
+        return []
+    changes = ", ".join(f"`{name}: {value}`" for name, value in selection["changes"].items()) or "no param"
+    return ["## Selection", "",
+            f"Promoted by `finetune pick` over {selection['baseline']} ({changes} changed; its run "
+            f"`{selection['experiment']}`): {selection['sentence']}.", ""]
 
 
 def _training(params, training):
@@ -97,7 +117,7 @@ def _training(params, training):
 
 
 def _precision(params, training):
-    used = f"precision `{training['precision']}`"
+    used = f"precision `{training['precision_used']}`"
     return f"{used} (what `auto` chose on the training host)" if params.precision == "auto" else used
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from finetune.core.metrics import LOSS, metric_values
+from finetune.core.outputs import write_csv
+from finetune.data.loading import sorted_by_length
 
 METRIC_SCRIPT = Path(__file__).with_name("glue_metric.py")
 CONFIDENCE = 0.95
@@ -80,3 +82,42 @@ def bootstrap_intervals(task, predictions, references, losses, resamples, seed):
         name: tuple(float(bound) for bound in np.percentile(np.concatenate(values), [tail, 100 - tail]))
         for name, values in samples.items()
     }
+
+
+def predict_split(predictor, task, split_data):
+    """(idx, labels, logits) of a tokenized split, in idx order, from a Trainer's `predict`.
+
+    Predicted in length order (little padding), then put back in idx order. Under `accelerate
+    launch` each process predicts a share and Trainer gathers every prediction, each example
+    once, to every process."""
+    ordered = sorted_by_length(split_data)
+    output = predictor.predict(ordered.remove_columns(["idx", "labels"]))
+    order = np.argsort(ordered["idx"])
+    ordered = ordered.select(order)
+    return ordered["idx"], np.asarray(ordered["labels"]), np.asarray(output.predictions, dtype=np.float32)[order]
+
+
+def point_scores(task, split, logits, labels):
+    """{<split>_<metric>: value} of the task's metrics and the mean loss, and the per-example losses."""
+    losses = example_losses(task, logits, labels)
+    scores = {**task_metrics(task, predictions_of(task, logits), labels), LOSS: float(losses.mean())}
+    return {f"{split}_{name}": value for name, value in scores.items()}, losses
+
+
+def write_predictions(path, task, indices, labels, logits):
+    """One row per example: label and prediction (class names, or scores for a regression), and
+    the probability of class 1 (two classes) or of each class."""
+    predictions = predictions_of(task, logits)
+    if task.regression:
+        header = ["idx", "label", "prediction"]
+        rows = [[index, "" if np.isnan(label) else f"{label:.6f}", f"{prediction:.6f}"]
+                for index, label, prediction in zip(indices, labels.tolist(), predictions.tolist(), strict=True)]
+    else:
+        probabilities = torch.from_numpy(logits).softmax(dim=-1).numpy()
+        shown = [1] if task.num_labels == 2 else list(range(task.num_labels))
+        header = ["idx", "label", "prediction", *(f"probability_{task.label_names[label]}" for label in shown)]
+        names = [*task.label_names, ""]  # index NO_LABEL (-1): no name
+        rows = [[index, names[label], names[prediction], *(f"{row[label]:.6f}" for label in shown)]
+                for index, label, prediction, row in zip(indices, labels.tolist(), predictions.tolist(),
+                                                         probabilities, strict=True)]
+    write_csv(path, header, rows)

@@ -54,7 +54,7 @@ class ReplayableOrderSampler(torch.utils.data.Sampler):
     def __iter__(self):
         replaying = self.replay is not None and self.replay["epoch"] == self.epoch
         rng_state = torch.get_rng_state()
-        self.order_rng_state = self.replay["rng_state"] if replaying else _main_process_value(rng_state)
+        self.order_rng_state = self.replay["rng_state"] if replaying else main_process_value(rng_state)
         torch.set_rng_state(self.order_rng_state)
         order = list(self.sampler)
         if replaying:
@@ -63,7 +63,8 @@ class ReplayableOrderSampler(torch.utils.data.Sampler):
         return iter(order)
 
 
-def _main_process_value(value):
+def main_process_value(value):
+    """The main process's `value`, on every process (itself where there is one process)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return value
     values = [value]

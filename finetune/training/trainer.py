@@ -68,8 +68,9 @@ def training_arguments(params, task, output_dir, evaluate=True):
         logging_strategy="steps",
         logging_steps=params.logging_steps,
         # Resumable checkpoints (model, optimizer, scheduler, RNG states, step); early
-        # stopping also keeps the best evaluation's one.
-        save_strategy="steps",
+        # stopping also keeps the best evaluation's one. A search trial keeps none (a killed one
+        # is run again): each is a third of a GB on disk for MiniLM, model and optimizer.
+        save_strategy="steps" if early_stopping or not params.trial else "no",
         save_steps=params.save_steps,
         save_total_limit=params.keep_checkpoints,
         load_best_model_at_end=early_stopping,

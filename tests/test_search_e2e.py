@@ -1,0 +1,85 @@
+"""`finetune search` end to end on a copy of the shared tiny run: every trial a DVC experiment with its
+params, metrics and state; a pruned trial marked and never taken for a full run; a failing trial
+recorded with its error while the study goes on."""
+
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.repos import experiments_by_name, run_metrics, run_params, study_storage
+
+pytestmark = pytest.mark.slow
+
+FINETUNE = str(Path(sys.executable).with_name("finetune"))
+
+
+
+
+
+def test_each_trial_is_a_dvc_experiment_with_its_params_metrics_and_state(tuning_repository):
+    root, run = tuning_repository
+    output = run(FINETUNE, "search", "--study", "tiny", "--space", "space.yaml", "--trials", "2", "--jobs", "2")
+    assert ("search: study tiny, validation_f1 (maximize, pruner median (3 startup trials, 0 warm-up steps)), "
+            "0 trials finished, up to 2 trials more, 2 at once") in output
+    study = optuna.load_study(study_name="tiny", storage=study_storage(root))
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    shown = experiments_by_name(run)
+    for trial in study.trials:
+        entry = shown[f"tiny-{trial.number}"]
+        assert run_params(entry)["trial"] == f"tiny/{trial.number}"
+        assert run_params(entry)["lr"] == pytest.approx(trial.params["lr"])
+        assert run_metrics(entry, "metrics/train.json")["trial_state"] == "complete"
+        assert run_metrics(entry, "metrics/evaluation.json")["validation_f1"] == pytest.approx(trial.value)
+    # The workspace is as it was: trials ran in temporary copies.
+    assert run("git", "status", "--porcelain", "--untracked-files=no") == ""
+    # Two at once from one repository, each with its own params (not the other's).
+    log = (root / "tuning" / "tiny" / "logs" / "tiny-0.log").read_text()
+    assert "Reproducing experiment 'tiny-0'" in log and "-S trial=\"tiny/0\"" in log
+    report = (root / "tuning" / "tiny" / "report.md").read_text()
+    assert "| 0 | `tiny-0` | complete |" in report and "![optimization_history.png]" in report
+    assert {path.name for path in (root / "tuning" / "tiny" / "figures").iterdir()} == {
+        "optimization_history.png", "param_importances.png", "parallel_coordinate.png"}
+
+
+def test_a_trial_below_the_finished_ones_is_pruned_and_never_taken_for_a_full_run(tuning_repository):
+    root, run = tuning_repository
+    # A finished trial that scored 1.0 at every evaluation: every real trial falls below it at step 4.
+    study = optuna.load_study(study_name="tiny", storage=study_storage(root))
+    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={4: 1.0, 8: 1.0, 12: 1.0},
+                                              params=study.trials[0].params,
+                                              distributions=study.trials[0].distributions))
+    output = run(FINETUNE, "search", "--study", "tiny", "--space", "space.yaml", "--trials", "4")
+    assert "pruner median (3 startup trials, 0 warm-up steps)" in output  # the study's own, as first made
+    study = optuna.load_study(study_name="tiny", storage=study_storage(root))
+    pruned = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.PRUNED]
+    assert [trial.number for trial in pruned] == [3]  # 2 real + 1 added = 3 finished: one more to run
+    entry = experiments_by_name(run)["tiny-3"]
+    training = run_metrics(entry, "metrics/train.json")
+    # Stopped at the evaluation where the pruner said so; its curves up to there are kept.
+    assert training["trial_state"] == "pruned" and training["trained_steps"] == max(pruned[0].intermediate_values) < 12
+    evaluations = run("git", "show", f"{entry['rev']}:metrics/history/evaluations.csv").splitlines()
+    assert [int(line.split(",")[0]) for line in evaluations[1:]] == sorted(pruned[0].intermediate_values)
+    # The same params without `trial` are a plain run: trained in full, not the pruned outputs
+    # from DVC's run-cache.
+    params = run_params(entry)
+    plain = run("dvc", "exp", "run", "--temp", "-n", "plain", "-S", f"lr={params['lr']}",
+                "-S", f"train_batch_size={params['train_batch_size']}")
+    assert "Running stage 'train'" in plain
+    plain_training = run_metrics(experiments_by_name(run)["plain"], "metrics/train.json")
+    assert plain_training["trained_steps"] > 4 and "trial_state" not in plain_training
+
+
+def test_a_failing_trial_is_recorded_with_its_error_and_the_study_goes_on(tuning_repository):
+    root, run = tuning_repository
+    (root / "fail.yaml").write_text("max_length: {choices: [32, 100]}\n")
+    study = optuna.create_study(study_name="failing", storage=study_storage(root), direction="maximize")
+    study.enqueue_trial({"max_length": 100})  # beyond the tiny model's 64 positions: tokenize stops
+    study.enqueue_trial({"max_length": 32})
+    output = run(FINETUNE, "search", "--study", "failing", "--space", "fail.yaml", "--trials", "2")
+    assert "search: trial 0 (failing-0) failed: error: params.yaml: max_length must be in [5, 64]" in output
+    study = optuna.load_study(study_name="failing", storage=study_storage(root))
+    assert [trial.state.name for trial in study.trials] == ["FAIL", "COMPLETE"]
+    assert study.trials[0].user_attrs["error"].startswith("error: params.yaml: max_length must be in [5, 64]")
+    assert "failing-0" not in experiments_by_name(run) and "failing-1" in experiments_by_name(run)

@@ -1,0 +1,95 @@
+"""A search killed at any moment goes on where it stopped; two workers share one study and its
+remotes without running a trial twice."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tests.repos import copy_repository, experiments_by_name, runner, study_storage
+
+pytestmark = pytest.mark.slow
+
+FINETUNE = str(Path(sys.executable).with_name("finetune"))
+
+
+
+
+
+def trials_of(storage, name):
+    """The study's trials, none while the search has not made it yet."""
+    if not Path(storage.removeprefix("sqlite:///")).is_file():
+        return []
+    try:
+        return optuna.load_study(study_name=name, storage=storage).trials
+    except KeyError:
+        return []
+
+
+def start_search(root, env, *arguments):
+    return subprocess.Popen([FINETUNE, "search", *arguments], cwd=root, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_killed_search_goes_on_where_it_stopped(tuning_repository, reproduced_repository):
+    root, run = tuning_repository
+    arguments = ["--study", "killed", "--space", "space.yaml", "--trials", "2", "--heartbeat", "1",
+                 "--pruner", "none"]
+    search = start_search(root, reproduced_repository.env, *arguments)
+    deadline = time.monotonic() + 300
+    while True:  # until the second trial runs
+        assert search.poll() is None and time.monotonic() < deadline
+        trials = trials_of(study_storage(root), "killed")
+        if len(trials) == 2 and trials[1].state == optuna.trial.TrialState.RUNNING:
+            break
+        time.sleep(0.5)
+    os.killpg(search.pid, signal.SIGKILL)
+    search.wait(timeout=60)
+    first = experiments_by_name(run)["killed-0"]["rev"]
+    killed_params = trials[1].params
+    time.sleep(4)  # past the grace period of three missed heartbeats
+
+    output = run(FINETUNE, "search", *arguments)
+    assert "1 trials finished, up to 1 trials more" in output
+    assert "search: trial 1 went silent (its process died): its params run again" in output
+    study = optuna.load_study(study_name="killed", storage=study_storage(root))
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    retry = next(trial for trial in study.trials if trial.system_attrs.get("failed_trial") == 1)
+    assert retry.params == killed_params and retry.state.name == "COMPLETE"  # run again, counted once
+    shown = experiments_by_name(run)
+    assert shown["killed-0"]["rev"] == first  # a finished trial is not run again
+    assert {name for name in shown if name.startswith("killed-")} == {
+        f"killed-{trial.number}" for trial in study.trials if trial.state.name == "COMPLETE"}
+
+
+def test_two_workers_share_one_study_and_its_remotes_without_a_duplicate(tuning_repository, reproduced_repository, tmp_path):
+    root, _ = tuning_repository
+    env = reproduced_repository.env
+    origin = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    workers = []
+    for name in ("worker-a", "worker-b"):  # side by side: they share the default DVC remote beside them
+        clone = copy_repository(root, tmp_path / name)
+        runner(clone, env)("git", "remote", "add", "origin", str(origin))
+        workers.append(clone)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    arguments = ["--study", "shared", "--space", "space.yaml", "--trials", "2", "--storage", storage,
+                 "--push", "origin", "--pruner", "none"]
+    processes = [start_search(clone, env, *arguments) for clone in workers]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    study = optuna.load_study(study_name="shared", storage=storage)
+    finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
+    assert 2 <= len(finished) <= 3 and len({trial.number for trial in finished}) == len(finished)
+    # Each trial ran on one worker only, and reached the shared Git remote (its outputs, DVC's).
+    ran_on = {trial.number: [clone.name for clone in workers if f"search: trial {trial.number} (shared-" in
+                             outputs[workers.index(clone)]] for trial in finished}
+    assert all(len(names) == 1 for names in ran_on.values()), ran_on
+    pushed = subprocess.run(["git", "ls-remote", str(origin), "refs/exps/*"], capture_output=True, text=True).stdout
+    assert sorted(line.rpartition("/")[2] for line in pushed.splitlines()) == sorted(
+        f"shared-{trial.number}" for trial in finished)
