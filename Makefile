@@ -53,6 +53,6 @@ smoke: install
 # The offline page of `dvc plots show` (.dvc/plots/offline.html, committed): vega, vega-lite and
 # vega-embed inlined at the versions DVC's renderer names. Rebuild it after updating dvc-render.
 plots-template: install
-	versions="$$(python -m finetune.commands.plots_template --versions)" && packs="$$(mktemp -d)" && \
+	versions="$$(finetune plots-template --versions)" && packs="$$(mktemp -d)" && \
 		(cd "$$packs" && npm pack --silent $$versions >/dev/null) && \
-		python -m finetune.commands.plots_template "$$packs"/*.tgz && rm -rf "$$packs"
+		finetune plots-template "$$packs"/*.tgz && rm -rf "$$packs"

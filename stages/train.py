@@ -65,7 +65,8 @@ def main():
     # Histories and DVCLive's summary as training goes (the main process writes them).
     trainer.add_callback(LiveHistory(task, resuming=bool(resume_from)))
     validation = task.validation_splits[0]
-    reporter = TrialReporter(params.trial, validation, watched, main_process) if params.trial else None
+    reporter = (TrialReporter(params.trial, validation, watched, params.train_batch_size, main_process)
+                if params.trial else None)
     if reporter:
         trainer.add_callback(reporter)
     output = trainer.train(resume_from_checkpoint=resume_from)

@@ -1,4 +1,4 @@
-"""The CPU speed-ups (finetune/cpu_speedups/): each gives transformers' own results (logits,
+"""The CPU speed-ups (finetune/training/cpu_speedups/): each gives transformers' own results (logits,
 losses, gradients; dropout masks in law), leaves nothing in the saved model, and says which
 applied. These tests compare with transformers' stock code, so they fail when it changes under
 the speed-ups."""

@@ -12,9 +12,6 @@ pytestmark = pytest.mark.slow
 FINETUNE = str(Path(sys.executable).with_name("finetune"))
 
 
-
-
-
 def test_remedies_name_the_fixes_and_run_them_over_seeds(tuning_repository):
     root, run = tuning_repository
     # Twelve steps of the tiny model learn nothing: underfitting.

@@ -8,20 +8,19 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.repos import experiments_by_name, run_metrics, run_params, study_storage
+from tests.repos import experiments_by_name, run_metrics, run_params, runner, study_storage
 
 pytestmark = pytest.mark.slow
 
 FINETUNE = str(Path(sys.executable).with_name("finetune"))
 
 
-
-
-
-def test_each_trial_is_a_dvc_experiment_with_its_params_metrics_and_state(tuning_repository):
+def test_each_trial_is_a_dvc_experiment_with_its_params_metrics_and_state(tuning_repository, reproduced_repository):
     root, run = tuning_repository
-    output = run(FINETUNE, "search", "--study", "tiny", "--space", "space.yaml", "--trials", "2", "--jobs", "2")
-    assert ("search: study tiny, validation_f1 (maximize, pruner median (3 startup trials, 0 warm-up steps)), "
+    # Called by its path, its environment not activated: the dvc it runs, and dvc the stages' python, are its own.
+    unactivated = runner(root, {**reproduced_repository.env, "PATH": "/usr/bin:/bin"})
+    output = unactivated(FINETUNE, "search", "--study", "tiny", "--space", "space.yaml", "--trials", "2", "--jobs", "2")
+    assert ("search: study tiny, validation_f1 (maximize, pruner median (3 startup trials, 0 warm-up examples)), "
             "0 trials finished, up to 2 trials more, 2 at once") in output
     study = optuna.load_study(study_name="tiny", storage=study_storage(root))
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
@@ -45,22 +44,27 @@ def test_each_trial_is_a_dvc_experiment_with_its_params_metrics_and_state(tuning
 
 def test_a_trial_below_the_finished_ones_is_pruned_and_never_taken_for_a_full_run(tuning_repository):
     root, run = tuning_repository
-    # A finished trial that scored 1.0 at every evaluation: every real trial falls below it at step 4.
+    # A finished trial that scored 1.0 at every evaluation (every 4 steps of batch 8 or 16, reported
+    # at the examples seen): every real trial falls below it at its first.
     study = optuna.load_study(study_name="tiny", storage=study_storage(root))
-    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={4: 1.0, 8: 1.0, 12: 1.0},
+    seen = sorted({32 * number for number in range(1, 7)} | {64 * number for number in range(1, 4)})
+    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values=dict.fromkeys(seen, 1.0),
                                               params=study.trials[0].params,
                                               distributions=study.trials[0].distributions))
     output = run(FINETUNE, "search", "--study", "tiny", "--space", "space.yaml", "--trials", "4")
-    assert "pruner median (3 startup trials, 0 warm-up steps)" in output  # the study's own, as first made
+    assert "pruner median (3 startup trials, 0 warm-up examples)" in output  # the study's own, as first made
     study = optuna.load_study(study_name="tiny", storage=study_storage(root))
     pruned = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.PRUNED]
     assert [trial.number for trial in pruned] == [3]  # 2 real + 1 added = 3 finished: one more to run
     entry = experiments_by_name(run)["tiny-3"]
     training = run_metrics(entry, "metrics/train.json")
-    # Stopped at the evaluation where the pruner said so; its curves up to there are kept.
-    assert training["trial_state"] == "pruned" and training["trained_steps"] == max(pruned[0].intermediate_values) < 12
+    # Stopped at the evaluation where the pruner said so, reported at the examples seen there; its
+    # curves up to there are kept.
+    batch = run_params(entry)["train_batch_size"]
+    reported = sorted(pruned[0].intermediate_values)
+    assert training["trial_state"] == "pruned" and training["trained_steps"] == reported[-1] // batch == 4
     evaluations = run("git", "show", f"{entry['rev']}:metrics/history/evaluations.csv").splitlines()
-    assert [int(line.split(",")[0]) for line in evaluations[1:]] == sorted(pruned[0].intermediate_values)
+    assert [int(line.split(",")[0]) * batch for line in evaluations[1:]] == reported
     # The same params without `trial` are a plain run: trained in full, not the pruned outputs
     # from DVC's run-cache.
     params = run_params(entry)

@@ -18,9 +18,6 @@ pytestmark = pytest.mark.slow
 FINETUNE = str(Path(sys.executable).with_name("finetune"))
 
 
-
-
-
 def trials_of(storage, name):
     """The study's trials, none while the search has not made it yet."""
     if not Path(storage.removeprefix("sqlite:///")).is_file():
@@ -86,6 +83,8 @@ def test_two_workers_share_one_study_and_its_remotes_without_a_duplicate(tuning_
     study = optuna.load_study(study_name="shared", storage=storage)
     finished = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
     assert 2 <= len(finished) <= 3 and len({trial.number for trial in finished}) == len(finished)
+    # Nor did the two draw the same params (a sampler seeded alike in both would).
+    assert len({tuple(sorted(trial.params.items())) for trial in finished}) == len(finished)
     # Each trial ran on one worker only, and reached the shared Git remote (its outputs, DVC's).
     ran_on = {trial.number: [clone.name for clone in workers if f"search: trial {trial.number} (shared-" in
                              outputs[workers.index(clone)]] for trial in finished}

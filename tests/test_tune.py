@@ -215,7 +215,7 @@ def test_identical_predictions_differ_by_nothing():
 
 
 def make_study(storage_url, name, pruner, previous=()):
-    """A study as `finetune search` makes it, with finished trials of these {step: value} curves."""
+    """A study as `finetune search` makes it, with finished trials of these {examples seen: value} curves."""
     study = optuna.create_study(study_name=name, storage=storage_url, direction="maximize")
     study.set_user_attr(PRUNER_ATTRIBUTE, pruner)
     for curve in previous:
@@ -227,24 +227,24 @@ def make_study(storage_url, name, pruner, previous=()):
 def test_a_trial_reports_to_its_study_and_is_pruned_below_the_median(project, tiny_params, monkeypatch, tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     study = make_study(storage, "tiny", {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
-                       previous=[{4: 1.0, 8: 1.0, 12: 1.0}])
+                       previous=[{32: 1.0, 64: 1.0, 96: 1.0}])
     trial = study.ask()
     monkeypatch.setenv(STORAGE_VARIABLE, storage)
     write_params(project, tiny_params, trial=f"tiny/{trial.number}")
     for stage in (download, tokenize, train, evaluate, diagnose_stage, plot, publish):
         stage.main()
-    # Below the finished trial's 1.0 at the first evaluation (step 4): pruned there.
+    # Below the finished trial's 1.0 at the first evaluation (step 4, 32 examples of batch 8): pruned there.
     training = json.loads((project / "metrics" / "train.json").read_text())
     assert training["trial_state"] == "pruned" and training["trained_steps"] == 4
     reported = study.trials[-1].intermediate_values
-    assert list(reported) == [4] and reported[4] < 1.0
+    assert list(reported) == [32] and reported[32] < 1.0
     evaluations = (project / "metrics" / "history" / "evaluations.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in evaluations[1:]] == ["4"]  # its curves so far, kept
     # No weights; validation scored by train, published by evaluate, without test or intervals.
     assert not (project / "trained_model" / "model.safetensors").exists()
     evaluation = json.loads((project / "metrics" / "evaluation.json").read_text())
     assert sorted(evaluation) == ["validation_accuracy", "validation_f1", "validation_loss"]
-    assert evaluation["validation_f1"] == pytest.approx(reported[4], abs=1e-6)
+    assert evaluation["validation_f1"] == pytest.approx(reported[32], abs=1e-6)
     assert sorted(path.name for path in (project / "metrics" / "predictions").iterdir()) == ["validation.csv"]
     assert "Trial `tiny/1` of `finetune search` (pruned by the study)" in (project / "models" / "README.md").read_text()
     assert list((project / "metrics" / "report" / "figures").iterdir()) == []
@@ -253,7 +253,7 @@ def test_a_trial_reports_to_its_study_and_is_pruned_below_the_median(project, ti
 def test_a_trial_above_the_median_completes(project, tiny_params, monkeypatch, tmp_path):
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     study = make_study(storage, "tiny", {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
-                       previous=[{4: -1.0, 8: -1.0, 12: -1.0}])
+                       previous=[{32: -1.0, 64: -1.0, 96: -1.0}])
     trial = study.ask()
     monkeypatch.setenv(STORAGE_VARIABLE, storage)
     write_params(project, tiny_params, trial=f"tiny/{trial.number}")
@@ -261,7 +261,7 @@ def test_a_trial_above_the_median_completes(project, tiny_params, monkeypatch, t
         stage.main()
     training = json.loads((project / "metrics" / "train.json").read_text())
     assert training["trial_state"] == "complete" and training["trained_steps"] == 12
-    assert list(study.trials[-1].intermediate_values) == [4, 8, 12]
+    assert list(study.trials[-1].intermediate_values) == [32, 64, 96]  # the examples seen at steps 4, 8, 12
 
 
 def test_a_trial_without_its_storage_says_what_to_set(project, tiny_params, monkeypatch, capsys):

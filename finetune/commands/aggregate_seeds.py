@@ -2,7 +2,7 @@
 
 Not a pipeline stage but a command to run after a seed sweep, e.g.
     dvc exp run --queue -S seed=1,2,3 -S lr=3e-5,5e-5 && dvc queue start
-    python -m finetune.commands.aggregate_seeds
+    finetune seeds
 It reads the runs with `dvc.api.exp_show` (the commit and its experiments), groups them
 by all their params except `seed`, and prints one row per group: how many runs, and the
 mean ± sample standard deviation of each of the task's validation and test metrics. It

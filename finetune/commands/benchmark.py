@@ -12,8 +12,8 @@ It prints pairs/s of each and their ratio. `--full` instead trains each for the 
 3 epochs (the stage: its params' whole run, evaluations included) and adds validation
 the task's validation metrics of the final model. Timings say how fast, never whether a test passes.
 
-    python -m finetune.commands.benchmark                   # 800 pairs each, seed 42
-    python -m finetune.commands.benchmark --full --seeds 1 2 3
+    finetune bench                   # 800 pairs each, seed 42
+    finetune bench --full --seeds 1 2 3
 """
 
 import argparse

@@ -13,6 +13,7 @@ module only parses.
 """
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,6 +24,11 @@ TIMEOUT = re.compile(r"(\d+(?:\.\d+)?)([smh]?)")
 
 
 def main(argv=None):
+    # A line as soon as it is printed, also into a log file: the commands report progress by lines.
+    sys.stdout.reconfigure(line_buffering=True)
+    # The dvc it runs, and the python of the stages that dvc runs, are this environment's, also when
+    # the environment is not activated (a console script called by its path, or python -m).
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     parser = argparse.ArgumentParser(prog="finetune", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -84,9 +90,12 @@ def _search_arguments(parser):
     parser.add_argument("--jobs", type=_positive, default=1, help="trials at once on this machine (one GPU each)")
     parser.add_argument("--pruner", choices=("median", "none"), default="median", help="Optuna's pruner (default median)")
     parser.add_argument("--startup-trials", type=int, default=3, help="trials before the median pruner prunes (3)")
-    parser.add_argument("--warmup-steps", type=int, default=0, help="steps of a trial before it can be pruned (0)")
+    parser.add_argument("--warmup-examples", type=int, default=0,
+                        help="training examples a trial sees before it can be pruned (0); the pruner compares "
+                             "trials at equal examples seen, whatever their batch size")
     parser.add_argument("--push", metavar="REMOTE", help="dvc exp push each trial to this Git remote (and DVC's)")
-    parser.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed (default 0)")
+    parser.add_argument("--seed", type=int, help="the TPE sampler's seed, offset by the trials the study has, so that a "
+                        "restart goes on rather than repeating its draws (default: fresh for every worker and restart)")
     parser.add_argument("--heartbeat", type=_positive, default=10,
                         help="seconds between a running trial's heartbeats; silent for three: retried (default 10)")
 
@@ -101,7 +110,7 @@ def _search(arguments):
         raise PipelineError(f"search: --trials must be > 0, got {arguments.trials}")
     _check_study_name(arguments.study)
     pruner = ({"name": "none"} if arguments.pruner == "none" else
-              {"name": "median", "n_startup_trials": arguments.startup_trials, "n_warmup_steps": arguments.warmup_steps})
+              {"name": "median", "n_startup_trials": arguments.startup_trials, "n_warmup_steps": arguments.warmup_examples})
     search = Search(arguments.study, arguments.space, arguments.trials, arguments.timeout,
                     arguments.storage or default_storage_url(), arguments.jobs, pruner, arguments.push, arguments.seed,
                     arguments.heartbeat)

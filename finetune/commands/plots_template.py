@@ -26,7 +26,7 @@ PAGE = """<!DOCTYPE html>
 <head>
     {{refresh_tag}}
     <title>DVC Plot</title>
-    <!-- {versions}, inlined (licences: {licenses}); made by python -m finetune.commands.plots_template -->
+    <!-- {versions}, inlined (licences: {licenses}); made by finetune plots-template -->
 {scripts}
     <style>
         table {{

@@ -2,8 +2,11 @@
 
 `finetune search` runs each trial of a study as a DVC experiment with the param `trial:
 <study>/<number>`. Its train stage reports the validation metric the study optimises (the one
-`best_model_metric` names) at every evaluation, at the global step, and stops training when the
-study's pruner says so; metrics/train.json then says `trial_state: pruned`. The storage's URL
+`best_model_metric` names) at every evaluation, at the number of training examples seen so far,
+and stops training when the study's pruner says so; metrics/train.json then says `trial_state:
+pruned`. Examples, not steps: the pruner compares trials where they have seen as much data, and
+a step of batch 64 is four of batch 16 (reported by the step, a search over the batch size
+pruned its small batches early: one with the params of the study's second best trial, at step 100). The storage's URL
 comes from the environment (FINETUNE_STUDY_STORAGE, which `finetune search` sets), like GLUE_DIR:
 it is machine-specific and may hold a database password, so it belongs to no param. The pruner
 is the study's own, saved in the storage with the study (`PRUNER_ATTRIBUTE`), so that every
@@ -50,7 +53,8 @@ def open_storage(url, **heartbeat):
 
 def make_pruner(settings):
     """The pruner of `settings`, as the study saved them: {"name": "median", "n_startup_trials":
-    ..., "n_warmup_steps": ...} or {"name": "none"}."""
+    ..., "n_warmup_steps": ...} or {"name": "none"}; the warm-up counts training examples, as the
+    reports do."""
     import optuna
 
     if settings["name"] == "none":
@@ -65,8 +69,9 @@ class TrialReporter(TrainerCallback):
     Under `accelerate launch` the main process reports and asks the pruner, and every process
     stops with it."""
 
-    def __init__(self, trial_param, split, metric, main_process):
+    def __init__(self, trial_param, split, metric, examples_per_step, main_process):
         self.key = f"eval_{split}_{metric}"
+        self.examples_per_step = examples_per_step
         self.pruned_at_step = None
         self.trial = _trial(trial_param) if main_process else None
 
@@ -76,7 +81,7 @@ class TrialReporter(TrainerCallback):
             return
         pruned = False
         if self.trial is not None:
-            self.trial.report(metrics[self.key], state.global_step)
+            self.trial.report(metrics[self.key], state.global_step * self.examples_per_step)
             pruned = self.trial.should_prune()
         if main_process_value(pruned):
             self.pruned_at_step = state.global_step

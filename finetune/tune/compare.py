@@ -77,6 +77,11 @@ def task_of(params):
     return task
 
 
+def seeds_for(count, first):
+    """`count` seeds to run a configuration over: the baseline's own first, then 1, 2, ... (skipping it)."""
+    return [first, *[seed for seed in range(1, count + 1) if seed != first]][:count]
+
+
 def group_runs(runs):
     """Groups of runs with equal params but for their seed, in the order first seen."""
     groups = {}

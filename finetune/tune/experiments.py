@@ -14,6 +14,7 @@ import contextlib
 import csv
 import dataclasses
 import fcntl
+import functools
 import io
 import itertools
 import json
@@ -41,7 +42,7 @@ class ExperimentError(Exception):
 WORKSPACE = "workspace"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=True)
 class Run:
     """A recorded run: an experiment (`name`), a commit's own run (`name` None) or the
     workspace's (`rev` WORKSPACE); `rev` is the Git revision that holds its files."""
@@ -63,19 +64,20 @@ class Run:
         text = self.text(path)
         return json.loads(text) if text is not None else None
 
-    @property
+    # Read once per run: a recorded run does not change (the workspace's is read for one command).
+    @functools.cached_property
     def params(self):
         return read_yaml(self.text(PARAMS_FILE))
 
-    @property
+    @functools.cached_property
     def evaluation(self):
         return self.json(EVALUATION_METRICS_FILE) or {}
 
-    @property
+    @functools.cached_property
     def training(self):
         return self.json(TRAIN_METRICS_FILE) or {}
 
-    @property
+    @functools.cached_property
     def diagnosis(self):
         return self.json(DIAGNOSIS_FILE) or {}
 
@@ -163,7 +165,7 @@ def run_experiment(name, changes, log_path, env_changes=None):
         command += ["-S", f"{key}={_yaml_value(value)}"]
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log, private_worktree(head()) as worktree:
+    with open(log_path, "w", buffering=1) as log, private_worktree(head()) as worktree:  # line by line: tail -f it
         log.write(f"$ {' '.join(command)}  (in {worktree})\n")
         with open(worktree.parent / STARTING, "w") as starting:
             fcntl.flock(starting, fcntl.LOCK_EX)

@@ -15,6 +15,7 @@ a Git tag in GTO's format, its message the evidence.
 
 import dataclasses
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -23,9 +24,8 @@ from finetune.core.errors import PipelineError
 from finetune.core.params import configuration
 from finetune.core.paths import SELECTION_FILE
 from finetune.reporting.model_card import ARTIFACT_NAME as ARTIFACT
-from finetune.tune.compare import compare, group_runs, ranked, task_of
+from finetune.tune.compare import compare, group_runs, ranked, seeds_for, task_of
 from finetune.tune.experiments import Run, experiment, experiments, head, run_experiments
-from finetune.tune.remedy_runs import seeds_for
 
 REPORT = Path("tuning") / "pick.md"
 
@@ -97,10 +97,16 @@ def table(chosen):
         mean, spread = group.summary(chosen.key)
         label = "baseline" if group is chosen.baseline else ", ".join(run.label for run in group.runs[:2]) + (
             ", ..." if len(group.runs) > 2 else "")
-        cells = [label, *(str(group.params.get(name)) for name in varying), str(len(group.runs)),
-                 ",".join(map(str, group.seeds)), f"{mean:.4f}" + (f" ± {spread:.4f}" if spread == spread else "")]
+        cells = [label, *(_shown(group.params.get(name)) for name in varying), str(len(group.runs)),
+                 ",".join(map(str, group.seeds)), f"{mean:.4f}" + ("" if math.isnan(spread) else f" ± {spread:.4f}")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _shown(value):
+    """A param's value in the table: a float to 3 significant digits, as the search prints them
+    (the full value is in `dvc exp show`)."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def promote(chosen, seeds, jobs, branch=None, push=None):

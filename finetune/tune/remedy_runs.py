@@ -15,15 +15,10 @@ from finetune.core.errors import PipelineError
 from finetune.core.params import configuration, parse_params
 from finetune.reporting.diagnosis import explanation
 from finetune.reporting.remedies import remedies
-from finetune.tune.compare import Group, compare, task_of
+from finetune.tune.compare import Group, compare, seeds_for, task_of
 from finetune.tune.experiments import WORKSPACE, Run, experiment, head, run_experiments
 
 REPORT = Path("tuning") / "remedies.md"
-
-
-def seeds_for(count, first):
-    """`count` seeds: the run's own first, then 1, 2, ... (skipping it)."""
-    return [first, *[seed for seed in range(1, count + 1) if seed != first]][:count]
 
 
 def source_run(name):

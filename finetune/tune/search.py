@@ -59,7 +59,7 @@ class Search:
     pruner: dict = dataclasses.field(default_factory=lambda: {"name": "median", "n_startup_trials": 3,
                                                               "n_warmup_steps": 0})
     push: str | None = None
-    seed: int = 0
+    seed: int | None = None  # the sampler's, offset by the study's trials so far; None: fresh entropy
     heartbeat: int = 10  # seconds between a running trial's heartbeats; silent for 3x this: retried
 
 
@@ -89,7 +89,8 @@ def run_search(search):
         print(f"search: study {search.study} has its {done} finished trials (budget {search.trials}): nothing to run")
         return study
     pruner = study.user_attrs[PRUNER_ATTRIBUTE]
-    pruning = (f"pruner median ({pruner['n_startup_trials']} startup trials, {pruner['n_warmup_steps']} warm-up steps)"
+    pruning = (f"pruner median ({pruner['n_startup_trials']} startup trials, {pruner['n_warmup_steps']} warm-up "
+               "examples)"
                if pruner["name"] == "median" else "no pruner")
     print(f"search: study {search.study}, {key} ({study.direction.name.lower()}, {pruning}), {done} trials finished, "
           f"{'up to ' + str(remaining) if remaining is not None else 'no limit on'} trials more"
@@ -110,9 +111,14 @@ def counted_trials(study):
 
 def _study(search, storage, key, maximise, space):
     described = {dimension.name: dimension.describe() for dimension in space}
-    study = optuna.create_study(study_name=search.study, storage=storage, load_if_exists=True,
-                                direction="maximize" if maximise else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=search.seed))
+    direction = "maximize" if maximise else "minimize"
+    trials = len(optuna.create_study(study_name=search.study, storage=storage, load_if_exists=True,
+                                     direction=direction).get_trials(deepcopy=False))
+    # A seeded sampler draws the same params again when a restart or a second worker starts it
+    # afresh (seen: a restarted study's first trial repeated trial 0), while TPE's first trials
+    # are random draws. So a seed counts on from the trials the study already has.
+    sampler = optuna.samplers.TPESampler(seed=None if search.seed is None else search.seed + trials)
+    study = optuna.load_study(study_name=search.study, storage=storage, sampler=sampler)
     attributes = study.user_attrs
     if not attributes:  # a new study: what every worker and restart must share
         study.set_user_attr(METRIC_ATTRIBUTE, key)

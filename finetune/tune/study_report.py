@@ -58,7 +58,7 @@ def _report(study, trials, drawn, skipped):
         value = f"{trial.value:.4f}" if trial.value is not None else ""
         if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
             last = max(trial.intermediate_values)
-            value = f"({trial.intermediate_values[last]:.4f} at step {last})"
+            value = f"({trial.intermediate_values[last]:.4f} after {last} examples)"
         note = trial.user_attrs.get("error", "")
         if "retry_of" in trial.user_attrs or "failed_trial" in trial.system_attrs:
             note = f"retry of trial {trial.user_attrs.get('retry_of', trial.system_attrs.get('failed_trial'))}"
