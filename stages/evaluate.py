@@ -2,7 +2,9 @@
 
 Reports the task's metrics (GLUE's, from the project's `evaluate` module) and the mean loss
 per split, each with a 95% bootstrap confidence interval, plus one CSV row per example for
-confusion matrices and scatter plots. A split without labels (GLUE's test sets) gets
+confusion matrices and scatter plots, and for a classification each class's precision, recall
+and F1 (metrics/per_class.json) and the ROC, precision-recall and calibration curves of its
+validation predictions (metrics/curves/). A split without labels (GLUE's test sets) gets
 predictions but no metrics. A search trial (param `trial`) publishes the validation scores and
 predictions its train stage made, without intervals: all a search and `finetune pick` read.
 """
@@ -12,11 +14,12 @@ import shutil
 import time
 
 from finetune.core.errors import PipelineError, run_stage
-from finetune.core.metrics import interval_text
-from finetune.core.outputs import atomic_output, write_json
+from finetune.core.metrics import interval_text, per_class_scores
+from finetune.core.outputs import atomic_output, read_csv, write_json
 from finetune.core.params import load_params
 from finetune.core.paths import (
     EVALUATION_METRICS_FILE,
+    PER_CLASS_METRICS_FILE,
     PREDICTIONS_DIR,
     TRIAL_SCORES_DIR,
     TRIAL_SCORES_FILE,
@@ -24,6 +27,7 @@ from finetune.core.paths import (
     trained_model_dir,
 )
 from finetune.core.tasks import load_task
+from finetune.scoring.curves import write_curves
 
 
 def main():
@@ -37,6 +41,8 @@ def main():
     if metrics is None:
         return  # not the main process of `accelerate launch`
     write_json(EVALUATION_METRICS_FILE, metrics)
+    write_json(PER_CLASS_METRICS_FILE, _per_class(task))
+    write_curves(task)
     summary = ", ".join(f"{key} {value:.4f} {interval_text(metrics, key)}" for key, value in metrics.items()
                         if not key.endswith(("_ci_low", "_ci_high")))
     print(f"evaluate: {summary} -> {EVALUATION_METRICS_FILE} in {time.perf_counter() - started:.0f}s")
@@ -84,6 +90,19 @@ def _evaluate(params, task):
                 low, high = intervals[key.removeprefix(f"{split}_")]
                 metrics.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})
     return metrics if main_process else None
+
+
+def _per_class(task):
+    """{split: {label: precision, recall, F1, count}} of every labelled split predicted; {} for a regression."""
+    if task.regression:
+        return {}
+    scores = {}
+    for split in task.evaluated_splits:
+        path = predictions_file(split)
+        rows = read_csv(path) if path.is_file() else []
+        if rows and all(row["label"] for row in rows):
+            scores[split] = per_class_scores(rows, task.label_names)
+    return scores
 
 
 def _publish_trial_scores(task):

@@ -2,8 +2,9 @@
 
 Learning curves (loss and each of the task's metrics on the train subset and validation;
 learning rate), confusion matrices (or predicted-vs-true scatters for a regression), the
-diagnosis in one sentence, the final metrics and every param of the run. `dvc plots show` draws
-curves from the CSVs (see `plots:` in dvc.yaml); the report is for reading one run without DVC.
+diagnosis in one sentence, the final metrics, each class's precision, recall and F1, and every
+param of the run. `dvc plots show` draws curves from the CSVs (see `plots:` in dvc.yaml); the
+report is for reading one run without DVC.
 """
 
 import json
@@ -14,9 +15,11 @@ from finetune.core.metrics import interval_text
 from finetune.core.outputs import atomic_output, read_csv
 from finetune.core.params import load_params, params_table
 from finetune.core.paths import (
+    CURVES_DIR,
     DIAGNOSIS_FILE,
     EVALUATION_HISTORY_FILE,
     EVALUATION_METRICS_FILE,
+    PER_CLASS_METRICS_FILE,
     REPORT_DIR,
     TRAIN_HISTORY_FILE,
     predictions_file,
@@ -50,13 +53,18 @@ def main():
 
 def _draw(task, histories, diagnosis, folder):
     """The PNGs of the curves and of the predictions; returns their names."""
-    from finetune.reporting.figures import curves_of, plot_confusion, plot_curves, plot_scatter
+    from finetune.reporting.figures import CURVES, curves_of, plot_confusion, plot_curve, plot_curves, plot_scatter
 
     curves = curves_of(task)
     for file_name, (title, y_label, series) in curves.items():
         baseline = diagnosis.get("majority_baseline") if file_name == "accuracy.png" else None
         plot_curves(histories, title, y_label, series, folder / file_name, baseline)
     prediction_files = []
+    for kind in CURVES:
+        curve_files = sorted((CURVES_DIR / kind).glob("*.csv"))
+        if curve_files:  # a classifier's, with a labelled validation split
+            prediction_files.append(f"{kind}.png")
+            plot_curve(kind, {path.stem: _read_csv(path) for path in curve_files}, folder / prediction_files[-1])
     for split in task.evaluated_splits:
         predictions = _read_csv(predictions_file(split))
         if any(row["label"] == "" for row in predictions):
@@ -77,10 +85,22 @@ def _report(params, verdict_sentence, remedies, figures):
     for key, value in metrics.items():
         if not key.endswith(("_ci_low", "_ci_high")):
             lines.append(f"| {key} | {value:.4f} | {interval_text(metrics, key)} |")
+    lines += _per_class_lines()
     lines += ["", "## Params of the run", "", *params_table(params), "", "## Curves", ""]
     lines += [f"![{name}]({FIGURES}/{name})" for name in figures] or [
         f"A trial of a search ({params.trial}): no figures; `dvc plots diff` draws its curves."]
     return "\n".join(lines) + "\n"
+
+
+def _per_class_lines():
+    """A table per labelled split of a classification: each class's precision, recall, F1, count."""
+    lines = []
+    for split, classes in json.loads(PER_CLASS_METRICS_FILE.read_text()).items():
+        lines += ["", f"## Per class ({split})", "", "| class | precision | recall | F1 | examples |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} | "
+                  f"{scores['support']} |" for name, scores in classes.items()]
+    return lines
 
 
 def _read_csv(path):

@@ -27,6 +27,7 @@ from finetune.core.tasks import best_model_metric, load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import load_classifier, load_tokenizer, resolved_precision
 from finetune.scoring.scores import point_scores, predict_split, write_predictions
+from finetune.training.class_weights import resolved_class_weights
 from finetune.training.history import (
     TRAIN_HISTORY_COLUMNS,
     best_evaluation,
@@ -48,9 +49,10 @@ def main():
     set_seed(params.seed)
     tokenizer = load_tokenizer(params.checkpoint)
     tokenized = load_tokenized()
+    class_weights = resolved_class_weights(params.class_weights, task, tokenized["train"]["labels"])
     model = load_classifier(params.checkpoint, task, dropout=params.dropout)
     trainer, speedups = build_trainer(params, task, model, tokenizer, tokenized["train"].remove_columns("idx"),
-                                      evaluation_sets(task, tokenized), str(CHECKPOINT_DIR))
+                                      evaluation_sets(task, tokenized), str(CHECKPOINT_DIR), class_weights)
     main_process = trainer.is_world_process_zero()
     if main_process:
         print(f"train: CPU speed-ups {speedups}" if speedups else "train: CPU speed-ups off (cpu_speedups: false)")
@@ -97,6 +99,8 @@ def main():
         "stopped_early": state.global_step < state.max_steps,
         # `precision: auto` is bf16 or fp32 by host: the reason two hosts' results differ.
         "precision_used": resolved_precision(params.precision),
+        # The loss's weight of each class (`class_weights: balanced` counts train's labels), or null.
+        "class_weights_used": class_weights,
         "best_step": best["step"],
         "saved_model_step": saved["step"],
         **{f"saved_model_{key}": value for key, value in saved_scores.items()},

@@ -48,8 +48,16 @@ BAD_PARAMS = [
     ("scheduler", changed(lr_scheduler="exponential"),
      "lr_scheduler must be one of linear, cosine, constant, constant_with_warmup, got 'exponential'"),
     ("best-metric", changed(best_model_metric="precision"),
-     "best_model_metric must be one of auto, loss, accuracy, macro_f1, f1, matthews_correlation, pearson, "
-     "spearmanr, got 'precision'"),
+     "best_model_metric must be one of auto, loss, accuracy, f1, matthews_correlation, pearson, spearmanr, "
+     "balanced_accuracy, macro_f1, got 'precision'"),
+    ("class-weights-word", changed(class_weights="heavy"),
+     "class_weights must be none, balanced or {label: weight, ...}, got 'heavy'"),
+    ("class-weights-empty", changed(class_weights={}),
+     "class_weights must be none, balanced or {label: weight, ...}, got {}"),
+    ("class-weights-negative", changed(class_weights={"equivalent": 2, "not_equivalent": -1}),
+     "class_weights: the weight of 'not_equivalent' must be a number > 0, got -1"),
+    ("class-weights-label-list", changed(class_weights={"equivalent": [2]}),
+     "class_weights: the weight of 'equivalent' must be a number > 0, got [2]"),
     ("flag-text", changed(group_by_length="yes"), "group_by_length must be true or false, got 'yes'"),
     ("checkpoint-empty", changed(checkpoint=" "), "checkpoint must be a non-empty string, got ' '"),
     ("eval-steps-zero", changed(eval_steps=0), "eval_steps must be > 0, got 0"),
@@ -212,6 +220,33 @@ def test_a_best_model_metric_the_task_lacks_stops_train_before_it_writes(project
     tokenize.main()
     status, stderr = run_failing(train, capsys)
     assert status == 1
-    assert stderr == ("error: params.yaml: best_model_metric must be auto, loss or one of the rte metrics (accuracy), "
-                      "got 'f1'\n")
+    assert stderr == ("error: params.yaml: best_model_metric must be auto, loss or one of the rte metrics (accuracy, "
+                      "balanced_accuracy, macro_f1), got 'f1'\n")
     assert not (project / "trained_model").exists() and not (project / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("class_weights", "message"), [
+    ({"equivalent": 3}, "class_weights gives no weight to label 'not_equivalent' (name every label of mrpc: "
+                        "not_equivalent, equivalent)"),
+    ({"equivalent": 3, "not_equivalent": 1, "paraphrase": 2},
+     "class_weights names 'paraphrase', not a label of mrpc (not_equivalent, equivalent)"),
+    ({0: 1, 1: 3}, "class_weights names '0', not a label of mrpc (not_equivalent, equivalent)"),
+])
+def test_class_weights_the_task_does_not_have_stop_train_before_it_writes(project, tiny_params, capsys,
+                                                                           class_weights, message):
+    write_params(project, tiny_params, class_weights=class_weights)
+    download.main()
+    tokenize.main()
+    status, stderr = run_failing(train, capsys)
+    assert status == 1 and stderr == f"error: params.yaml: {message}\n"
+    assert not (project / "trained_model").exists() and not (project / "checkpoints").exists()
+
+
+def test_class_weights_of_a_regression_stop_train(project, tiny_params, tmp_path_factory, monkeypatch, capsys):
+    monkeypatch.setenv("GLUE_DIR", str(write_glue_task(tmp_path_factory.mktemp("glue-stsb"), "stsb", "parquet")))
+    write_params(project, tiny_params, dataset_config="stsb", class_weights="balanced")
+    download.main()
+    tokenize.main()
+    status, stderr = run_failing(train, capsys)
+    assert status == 1 and stderr == ("error: params.yaml: class_weights must be none for a regression task (stsb has "
+                                      "scores, not classes), got 'balanced'\n")

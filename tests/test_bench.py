@@ -26,10 +26,9 @@ def test_full_benchmark_scores_both_recipes_on_validation(project):
     result = run_module("finetune.commands.benchmark", project, ["--full"])
     assert result.returncode == 0, result.stderr
     # The course loop runs its 3 epochs of batches of 8 (48 pairs each); the stage its params' 2 epochs.
-    assert re.search(r"^course +seed +42: 144 pairs .* validation accuracy [01]\.\d{4}, f1 [01]\.\d{4}$",
-                     result.stdout, re.M)
-    assert re.search(r"^stage +seed +42: 96 pairs .* validation accuracy [01]\.\d{4}, f1 [01]\.\d{4}$",
-                     result.stdout, re.M)
+    scores = r"validation accuracy [01]\.\d{4}, f1 [01]\.\d{4}, balanced_accuracy [01]\.\d{4}, macro_f1 [01]\.\d{4}$"
+    assert re.search(r"^course +seed +42: 144 pairs .* " + scores, result.stdout, re.M)
+    assert re.search(r"^stage +seed +42: 96 pairs .* " + scores, result.stdout, re.M)
     assert re.search(r"^stage validation over 1 seed\(s\): accuracy [01]\.\d{4} ± 0\.0000", result.stdout, re.M)
 
 

@@ -98,10 +98,11 @@ def test_the_deps_name_exactly_the_modules_a_stage_runs(stage):
 
 def test_the_module_check_finds_a_missing_and_a_superfluous_dep():
     run = files_run_by("stages.evaluate")
-    assert {"finetune/scoring/scores.py", "finetune/scoring/glue_metric.py", "finetune/core/metrics.py"} <= run
+    assert {"finetune/scoring/scores.py", "finetune/scoring/glue_metric.py", "finetune/scoring/curves.py",
+            "finetune/core/metrics.py"} <= run
     assert "finetune/training/trainer.py" not in run
     assert code_files_declared(["finetune/scoring", "data/tokenized"]) == {
-        "finetune/scoring/scores.py", "finetune/scoring/glue_metric.py"}
+        "finetune/scoring/scores.py", "finetune/scoring/glue_metric.py", "finetune/scoring/curves.py"}
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ scikit-learn and SciPy, and the bootstrap intervals against a one-by-one replay.
 import numpy as np
 import pytest
 import scipy.stats
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, matthews_corrcoef
 
 from finetune.core.tasks import GLUE_TASKS, own_data_task
 from finetune.scoring.scores import bootstrap_intervals, task_metrics
@@ -13,6 +13,7 @@ REFERENCE = {
     "accuracy": accuracy_score,
     "f1": lambda true, predicted: f1_score(true, predicted, zero_division=0.0),
     "macro_f1": lambda true, predicted: f1_score(true, predicted, average="macro", zero_division=0.0),
+    "balanced_accuracy": balanced_accuracy_score,
     "matthews_correlation": matthews_corrcoef,
     "pearson": lambda true, predicted: scipy.stats.pearsonr(true, predicted)[0],
     "spearmanr": lambda true, predicted: scipy.stats.spearmanr(true, predicted)[0],
@@ -42,8 +43,19 @@ def test_every_task_metric_matches_scikit_learn_and_scipy(task, seed):
 
 
 def test_f1_without_any_positive_is_zero_like_scikit_learn():
-    assert task_metrics(GLUE_TASKS["mrpc"], [0, 0, 0], [0, 0, 0]) == {"accuracy": 1.0, "f1": 0.0}
-    assert task_metrics(GLUE_TASKS["cola"], [1, 1, 1], [1, 0, 1]) == {"matthews_correlation": 0.0}
+    # Macro F1 averages over every class of the task, an absent one scoring 0 (scikit-learn's
+    # `labels=` of all classes), and balanced accuracy over the classes present.
+    assert task_metrics(GLUE_TASKS["mrpc"], [0, 0, 0], [0, 0, 0]) == {
+        "accuracy": 1.0, "f1": 0.0, "balanced_accuracy": 1.0, "macro_f1": 0.5}
+    assert task_metrics(GLUE_TASKS["cola"], [1, 1, 1], [1, 0, 1]) == {
+        "matthews_correlation": 0.0, "balanced_accuracy": 0.5, "macro_f1": pytest.approx(0.4)}
+
+
+def test_balanced_accuracy_and_macro_f1_see_the_minority_class_that_accuracy_hides():
+    # 95 of 100 examples in class 0, and a model that always predicts it.
+    references, predictions = np.array([0] * 95 + [1] * 5), np.zeros(100, dtype=int)
+    scores = task_metrics(own_data_task("skewed", ["text"], ["common", "rare"], False), predictions, references)
+    assert scores == {"accuracy": 0.95, "f1": 0.0, "balanced_accuracy": 0.5, "macro_f1": pytest.approx(0.95 / 1.95)}
 
 
 @pytest.mark.parametrize("task", [GLUE_TASKS["mrpc"], GLUE_TASKS["mnli"], GLUE_TASKS["stsb"]], ids=lambda task: task.name)
@@ -75,3 +87,65 @@ def test_bootstrap_intervals_are_stable_to_the_third_decimal_with_the_default_re
     for name in ("accuracy", "f1", "loss"):
         bounds = np.array([intervals[name] for intervals in by_seed])
         assert np.ptp(bounds, axis=0).max() < 0.001  # different resampling seeds agree to the third decimal
+
+
+def test_roc_and_precision_recall_curves_match_scikit_learn():
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from finetune.scoring.curves import precision_recall_rows, roc_rows
+
+    generator = np.random.default_rng(5)
+    truth = generator.random(300) < 0.3
+    scores = np.round(np.clip(truth * 0.3 + generator.random(300) * 0.7, 0, 1), 2)  # ties, as probabilities have
+    false_positive_rate, true_positive_rate, _ = roc_curve(truth, scores, drop_intermediate=False)
+    rows = np.array(roc_rows(truth, scores))
+    assert rows[:, 0] == pytest.approx(false_positive_rate, abs=1e-6)
+    assert rows[:, 1] == pytest.approx(true_positive_rate, abs=1e-6)
+    precision, recall, thresholds = precision_recall_curve(truth, scores, drop_intermediate=False)
+    rows = np.array(precision_recall_rows(truth, scores))
+    # scikit-learn lists them from the lowest threshold up, and ends at recall 0, precision 1.
+    assert rows[:, 0] == pytest.approx(recall[:-1][::-1], abs=1e-6)
+    assert rows[:, 1] == pytest.approx(precision[:-1][::-1], abs=1e-6)
+    assert rows[:, 2] == pytest.approx(thresholds[::-1], abs=1e-6)
+
+
+def test_calibration_bins_hold_their_mean_confidence_and_accuracy():
+    from finetune.scoring.curves import calibration_rows
+
+    confidence = np.array([0.55, 0.58, 0.95, 0.97, 0.99, 1.0])
+    correct = np.array([True, False, True, True, False, True])
+    assert calibration_rows(confidence, correct) == [(0.565, 0.5, 0.565, 2), (0.9775, 0.75, 0.9775, 4)]
+
+
+def test_a_classifier_of_three_classes_gets_a_curve_per_class_against_the_rest(tmp_path, monkeypatch):
+    from finetune.core.outputs import read_csv, write_csv
+    from finetune.scoring.curves import write_curves
+
+    monkeypatch.chdir(tmp_path)
+    task = own_data_task("reviews", ["review"], ["negative", "neutral", "positive"], False)
+    generator = np.random.default_rng(3)
+    probabilities = generator.dirichlet(np.ones(3), size=60)
+    labels = generator.integers(0, 3, size=60)
+    names = task.label_names
+    (tmp_path / "metrics" / "predictions").mkdir(parents=True)
+    write_csv(tmp_path / "metrics" / "predictions" / "validation.csv",
+              ["idx", "label", "prediction", *(f"probability_{name}" for name in names)],
+              [[index, names[label], names[row.argmax()], *(f"{value:.6f}" for value in row)]
+               for index, (label, row) in enumerate(zip(labels, probabilities, strict=True))])
+    write_curves(task)
+    curves = tmp_path / "metrics" / "curves"
+    assert sorted(str(path.relative_to(curves)) for path in curves.rglob("*.csv")) == [
+        "calibration/validation.csv", *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc")
+                                        for name in names)]
+    roc = read_csv(curves / "roc" / "validation_neutral.csv")
+    assert (roc[0]["false_positive_rate"], roc[-1]["true_positive_rate"]) == ("0.0", "1.0")
+    calibration = read_csv(curves / "calibration" / "validation.csv")
+    assert sum(int(row["examples"]) for row in calibration) == 60
+
+
+def test_a_regression_has_no_curves(tmp_path, monkeypatch):
+    from finetune.scoring.curves import write_curves
+
+    monkeypatch.chdir(tmp_path)
+    write_curves(GLUE_TASKS["stsb"])
+    assert [path.name for path in (tmp_path / "metrics" / "curves").iterdir()] == ["README.md"]

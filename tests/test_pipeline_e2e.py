@@ -130,8 +130,15 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     assert "Confusion matrix (validation)" in page
     # Each curve is drawn once, against the step: no default per-file plots of the CSVs.
     assert sorted(re.findall(r"vegaEmbed\('#(\w+)'", page)) == [
-        "accuracy", "confusion_validation", "grad_norm", "learning_rate", "loss"]
-    assert page.partition("<body>")[2].count("<img") == 6  # the report's PNGs
+        "accuracy", "confusion_validation", "grad_norm", "learning_rate", "loss",
+        *(f"metrics_curves_{kind}_csv" for kind in ("calibration_validation", "precision_recall_validation_equivalent",
+                                                     "roc_validation_equivalent"))]
+    assert page.partition("<body>")[2].count("<img") == 11  # the report's PNGs
+    # The confusion matrix as the report draws it: actual classes down, predicted across.
+    confusion = page[page.index('"Confusion matrix (validation)"'):page.index("vegaEmbed('#confusion_validation'")]
+    encoding = json.loads(confusion[confusion.index('"encoding": ') + 12:].partition(', "layer"')[0])
+    assert (encoding["x"]["field"], encoding["x"]["title"]) == ("prediction", "predicted")
+    assert (encoding["y"]["field"], encoding["y"]["title"]) == ("label", "actual")
 
 
 def test_plots_show_page_draws_every_plot_in_a_browser_without_network(repo, tmp_path):
@@ -141,16 +148,22 @@ def test_plots_show_page_draws_every_plot_in_a_browser_without_network(repo, tmp
     dom, requested = open_page(page, tmp_path)
     declared = [plot for entry in yaml.safe_load((root / "dvc.yaml").read_text())["plots"] if isinstance(entry, dict)
                 for plot in entry]
-    assert declared == ["loss", "accuracy", "learning_rate", "grad_norm", "confusion_validation"]
-    assert drawn_plots(dom, declared) == set(declared)
-    assert dom.partition("<body>")[2].count("<img") == 6  # the report's PNGs
+    assert declared == ["loss", "accuracy", "learning_rate", "grad_norm", "confusion_validation", "metrics/curves/roc",
+                        "metrics/curves/precision_recall", "metrics/curves/calibration"]
+    # A folder's plot is one per file in it: the ROC, precision-recall and calibration curves.
+    plot_ids = [re.sub(r"[/.]", "_", str(path.relative_to(root))) for plot in declared if (root / plot).is_dir()
+                for path in sorted((root / plot).glob("*.csv"))]
+    assert len(plot_ids) == 3
+    plot_ids += [plot for plot in declared if not (root / plot).is_dir()]
+    assert drawn_plots(dom, plot_ids) == set(plot_ids)
+    assert dom.partition("<body>")[2].count("<img") == 11  # the report's PNGs
     assert {url for url in requested if not url.startswith("file:")} == set()
 
     # The same check fails on a page that loads its scripts from a CDN, as DVC's default does.
     cdn_page = tmp_path / "cdn.html"
     cdn_page.write_text(page_with_cdn_scripts(page.read_text()))
     dom, requested = open_page(cdn_page, tmp_path)
-    assert drawn_plots(dom, declared) == set()
+    assert drawn_plots(dom, plot_ids) == set()
     assert "https://cdn.jsdelivr.net/npm/vega@5.20.2" in requested
 
 

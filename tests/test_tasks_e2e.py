@@ -1,15 +1,16 @@
 """Other tasks end to end through the real `dvc repro`: a single-sentence GLUE task, a
-regression, and a user's own files, with what each must change downstream (head, metrics,
-figures) and what DVC re-runs when the data changes."""
+regression, a user's own files and an imbalanced set of them with class weights, with what each
+must change downstream (head, metrics, figures) and what DVC re-runs when the data changes."""
 
 import json
 
+import pandas as pd
 import pytest
 
 from finetune.core.metrics import LOSS
 from finetune.core.tasks import GLUE_TASKS, TRAIN_SUBSET
 from tests.conftest import write_glue_task, write_own_data
-from tests.repos import EVERY_STAGE, make_git_project, ran_stages, runner
+from tests.repos import EVERY_STAGE, all_runs, make_git_project, ran_stages, run_params, runner
 
 pytestmark = pytest.mark.slow
 
@@ -74,3 +75,31 @@ def test_own_data_runs_and_reruns_only_when_its_files_change(tmp_path, tiny_para
     with open(data_dir / "train.csv", "a") as train_file:
         train_file.write('"an extra review, the cat sat",positive\n')
     assert ran_stages(dvc(root, env, "repro")) == EVERY_STAGE
+
+
+def test_an_imbalanced_data_set_trains_with_balanced_class_weights(tmp_path, tiny_params, glue_parquet_dir):
+    root = tmp_path / "project"
+    env = make_git_project(root, tiny_params, glue_parquet_dir)
+    write_own_data(root / "data" / "skewed", "csv", ["text"], "kind", ["common"] * 9 + ["rare"])  # 10% rare
+    output = dvc(root, env, "exp", "run", "-n", "weighted", "-S", "dataset=data/skewed", "-S", "text_columns=[text]",
+                 "-S", "label_column=kind", "-S", "class_weights=balanced")
+    assert ran_stages(output) == EVERY_STAGE
+    train_labels = pd.read_csv(root / "data" / "skewed" / "train.csv")["kind"].tolist()
+    training = json.loads((root / "metrics" / "train.json").read_text())
+    assert training["class_weights_used"] == {
+        name: pytest.approx(len(train_labels) / (2 * train_labels.count(name)), abs=1e-5) for name in ("common", "rare")}
+    assert training["class_weights_used"]["rare"] > 4 * training["class_weights_used"]["common"]
+    # Each class's scores, counted on validation as it is; the curves of the positive (second) class.
+    validation_labels = pd.read_csv(root / "data" / "skewed" / "validation.csv")["kind"].tolist()
+    per_class = json.loads((root / "metrics" / "per_class.json").read_text())
+    assert {name: scores["support"] for name, scores in per_class["validation"].items()} == {
+        name: validation_labels.count(name) for name in ("common", "rare")}
+    folder = root / "metrics" / "curves"
+    curves = sorted(str(path.relative_to(folder)) for path in folder.rglob("*.csv"))
+    assert curves == ["calibration/validation.csv", "precision_recall/validation_rare.csv", "roc/validation_rare.csv"]
+    metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
+    assert {"validation_balanced_accuracy", "validation_balanced_accuracy_ci_low", "validation_macro_f1"} <= set(metrics)
+    assert "The loss weighted each class: common " in (root / "models" / "README.md").read_text()
+    shown = json.loads(dvc(root, env, "exp", "show", "--json"))
+    weighted = next(entry for entry in all_runs(shown) if entry.get("name") == "weighted")
+    assert run_params(weighted)["class_weights"] == "balanced"

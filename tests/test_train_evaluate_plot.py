@@ -46,13 +46,15 @@ def test_train_saves_model_history_and_metrics(trained_project, tiny_params):
     assert all(float(row["grad_norm"]) > 0 and float(row["learning_rate"]) > 0 for row in train_history)
     evaluations = read_csv(trained_project / "metrics" / "history" / "evaluations.csv")
     assert [int(row["step"]) for row in evaluations] == [4, 8, 12]
-    assert list(evaluations[0]) == ["step", "epoch", "train_subset_loss", "train_subset_accuracy", "train_subset_f1",
-                                    "validation_loss", "validation_accuracy", "validation_f1"]
+    metrics = ["accuracy", "f1", "balanced_accuracy", "macro_f1"]  # MRPC's own two, then every classification's
+    assert list(evaluations[0]) == ["step", "epoch", *(f"{name}_{metric}" for name in ("train_subset", "validation")
+                                                       for metric in ("loss", *metrics))]
     assert all(value != "" for row in evaluations for value in row.values())
 
     train_metrics = json.loads((trained_project / "metrics" / "train.json").read_text())
     assert train_metrics["trained_steps"] == 12 and train_metrics["stopped_early"] is False
     assert train_metrics["saved_model_step"] == 12
+    assert train_metrics["class_weights_used"] is None  # class_weights: none
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
@@ -88,7 +90,8 @@ def test_freeze_embeddings_of_a_model_without_an_embedding_layer_freezes_its_tok
 def test_evaluate_scores_validation_and_test_per_example(trained_project):
     metrics = json.loads((trained_project / "metrics" / "evaluation.json").read_text())
     assert set(metrics) == {f"{split}_{name}{suffix}" for split in ("validation", "test")
-                            for name in ("accuracy", "f1", "loss") for suffix in ("", "_ci_low", "_ci_high")}
+                            for name in ("accuracy", "f1", "balanced_accuracy", "macro_f1", "loss")
+                            for suffix in ("", "_ci_low", "_ci_high")}
     for key in ("validation_accuracy", "validation_f1", "validation_loss", "test_accuracy", "test_f1", "test_loss"):
         assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"]
     # 16 examples: a wide interval (F1 may be degenerate if the tiny model predicts one class).
@@ -98,6 +101,18 @@ def test_evaluate_scores_validation_and_test_per_example(trained_project):
     assert {row["label"] for row in predictions} == {"not_equivalent", "equivalent"}  # class names, as a user reads them
     correct = sum(row["label"] == row["prediction"] for row in predictions)
     assert metrics["validation_accuracy"] == pytest.approx(correct / len(predictions))
+    # Per class: counts and scores that agree with the predictions, in metrics/per_class.json.
+    per_class = json.loads((trained_project / "metrics" / "per_class.json").read_text())
+    assert sorted(per_class) == ["test", "validation"]
+    for name, scores in per_class["validation"].items():
+        actual = [row for row in predictions if row["label"] == name]
+        predicted = [row for row in predictions if row["prediction"] == name]
+        hits = sum(row["prediction"] == name for row in actual)
+        assert scores["support"] == len(actual)
+        assert scores["recall"] == pytest.approx(hits / len(actual), abs=1e-6)
+        assert scores["precision"] == pytest.approx(hits / len(predicted) if predicted else 0.0, abs=1e-6)
+    recalls = [scores["recall"] for scores in per_class["validation"].values()]
+    assert metrics["validation_balanced_accuracy"] == pytest.approx(sum(recalls) / 2, abs=1e-6)
     # The model saved by train is the one evaluated: same validation loss as its last evaluation.
     last_evaluation = read_csv(trained_project / "metrics" / "history" / "evaluations.csv")[-1]
     assert metrics["validation_loss"] == pytest.approx(float(last_evaluation["validation_loss"]), abs=1e-4)
@@ -106,8 +121,9 @@ def test_evaluate_scores_validation_and_test_per_example(trained_project):
 def test_plot_writes_a_report_with_curves_verdict_and_every_param(trained_project, tiny_params):
     report_dir = trained_project / "metrics" / "report"
     images = sorted(path.name for path in (report_dir / "figures").glob("*.png"))
-    assert images == ["accuracy.png", "confusion_test.png", "confusion_validation.png", "f1.png",
-                      "learning_rate.png", "loss.png"]
+    assert images == ["accuracy.png", "balanced_accuracy.png", "calibration.png", "confusion_test.png",
+                      "confusion_validation.png", "f1.png", "learning_rate.png", "loss.png", "macro_f1.png",
+                      "precision_recall.png", "roc.png"]
     assert all((report_dir / "figures" / name).read_bytes()[:4] == b"\x89PNG" for name in images)
     report = (report_dir / "report.md").read_text()
     diagnosis = json.loads((trained_project / "metrics" / "diagnosis.json").read_text())
@@ -116,7 +132,14 @@ def test_plot_writes_a_report_with_curves_verdict_and_every_param(trained_projec
     # Twelve steps learn nothing: the remedies of underfitting, with the commands that try them.
     assert "\n".join(["## What to try", "", *remedies_text(GLUE_TASKS["mrpc"], diagnosis, params, 12)]) in report
     assert f"`dvc exp run -S lr={tiny_params['lr'] * 3:g}`" in report
-    assert "| validation_accuracy |" in report
+    assert "| validation_accuracy |" in report and "| validation_balanced_accuracy |" in report
+    # Each class of each labelled split, as metrics/per_class.json has it.
+    per_class = json.loads((trained_project / "metrics" / "per_class.json").read_text())
+    for split in ("validation", "test"):
+        assert f"## Per class ({split})" in report
+        for name, scores in per_class[split].items():
+            assert (f"| {name} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} | "
+                    f"{scores['support']} |") in report
     assert all(f"![{name}](figures/{name})" in report for name in images)
     # Every param of the run, whatever Git's HEAD holds (the test project is not even a repository).
     rows = [f"| `{name}` | `{json.dumps(value)}` |" for name, value in {**tiny_params, "epochs": 2.0}.items()]
@@ -260,3 +283,26 @@ def test_dropout_param_reaches_gpt2s_pdrop_settings(tmp_path):
                                              bos_token_id=0, eos_token_id=0)).save_pretrained(tmp_path)
     config = load_classifier(str(tmp_path), dropout=0.3).config
     assert config.resid_pdrop == config.embd_pdrop == config.attn_pdrop == 0.3
+
+
+def test_class_weights_weight_the_loss_and_are_recorded(project, tiny_params):
+    predicted_equivalent, recorded = {}, {}
+    for name, class_weights in [("none", "none"), ("heavy", {"not_equivalent": 1, "equivalent": 30}),
+                                ("balanced", "balanced")]:
+        write_params(project, tiny_params, class_weights=class_weights)
+        for stage in (download, tokenize, train, evaluate):
+            stage.main()
+        predictions = read_csv(project / "metrics" / "predictions" / "validation.csv")
+        predicted_equivalent[name] = sum(row["prediction"] == "equivalent" for row in predictions)
+        recorded[name] = json.loads((project / "metrics" / "train.json").read_text())["class_weights_used"]
+        if name == "heavy":
+            publish.main()
+            assert "The loss weighted each class: not_equivalent 1, equivalent 30." in (
+                project / "models" / "README.md").read_text()
+    # A class weighted 30 times the other is predicted more often (on every example, here).
+    assert predicted_equivalent["heavy"] > predicted_equivalent["none"]
+    assert recorded["none"] is None and recorded["heavy"] == {"not_equivalent": 1.0, "equivalent": 30.0}
+    # Balanced: n / (classes x count) of train's labels, in the task's label order.
+    labels = load_tokenized()["train"]["labels"]
+    assert recorded["balanced"] == {name: pytest.approx(len(labels) / (2 * labels.count(index)), abs=1e-6)
+                                    for index, name in enumerate(("not_equivalent", "equivalent"))}

@@ -243,7 +243,8 @@ def test_a_trial_reports_to_its_study_and_is_pruned_below_the_median(project, ti
     # No weights; validation scored by train, published by evaluate, without test or intervals.
     assert not (project / "trained_model" / "model.safetensors").exists()
     evaluation = json.loads((project / "metrics" / "evaluation.json").read_text())
-    assert sorted(evaluation) == ["validation_accuracy", "validation_f1", "validation_loss"]
+    assert sorted(evaluation) == ["validation_accuracy", "validation_balanced_accuracy", "validation_f1",
+                                  "validation_loss", "validation_macro_f1"]
     assert evaluation["validation_f1"] == pytest.approx(reported[32], abs=1e-6)
     assert sorted(path.name for path in (project / "metrics" / "predictions").iterdir()) == ["validation.csv"]
     assert "Trial `tiny/1` of `finetune search` (pruned by the study)" in (project / "models" / "README.md").read_text()

@@ -24,7 +24,9 @@ class Metric:
     compute: Callable  # (predictions, references, num_labels) -> values along the last axis
     higher_is_better: bool
     regression: bool  # scores a regression's outputs (else class indices)
-    own_data: str | None  # which of your own tasks report it: "classification", "binary", "regression"
+    # Which tasks report it besides those that name it (GLUE's, finetune/core/tasks.py): "classification"
+    # every classification task; "own classification", "own binary", "own regression" your own data's.
+    reported_by: str | None
 
 
 def _f1_of(predictions, references, positive):
@@ -47,6 +49,14 @@ def _f1(predictions, references, num_labels):
 
 def _macro_f1(predictions, references, num_labels):
     return np.mean([_f1_of(predictions, references, label) for label in range(num_labels)], axis=0)
+
+
+def _balanced_accuracy(predictions, references, num_labels):
+    """The mean recall of the classes present in the references (scikit-learn's convention)."""
+    present = np.stack([(references == label).sum(axis=-1) for label in range(num_labels)], axis=-1)
+    hits = np.stack([((predictions == label) & (references == label)).sum(axis=-1) for label in range(num_labels)],
+                    axis=-1)
+    return (hits / np.maximum(present, 1)).sum(axis=-1) / np.maximum((present > 0).sum(axis=-1), 1)
 
 
 def _matthews_correlation(predictions, references, num_labels):
@@ -75,12 +85,14 @@ def _spearman(predictions, references, num_labels=1):
 
 
 METRICS = {metric.name: metric for metric in (
-    Metric("accuracy", "Accuracy", _accuracy, True, False, own_data="classification"),
-    Metric("macro_f1", "Macro F1", _macro_f1, True, False, own_data="classification"),
-    Metric("f1", "F1", _f1, True, False, own_data="binary"),
-    Metric("matthews_correlation", "Matthews correlation", _matthews_correlation, True, False, own_data=None),
-    Metric("pearson", "Pearson", _pearson, True, True, own_data="regression"),
-    Metric("spearmanr", "Spearman", _spearman, True, True, own_data="regression"),
+    Metric("accuracy", "Accuracy", _accuracy, True, False, reported_by="own classification"),
+    Metric("f1", "F1", _f1, True, False, reported_by="own binary"),
+    Metric("matthews_correlation", "Matthews correlation", _matthews_correlation, True, False, reported_by=None),
+    Metric("pearson", "Pearson", _pearson, True, True, reported_by="own regression"),
+    Metric("spearmanr", "Spearman", _spearman, True, True, reported_by="own regression"),
+    # What a skewed class balance hides from accuracy, for every classification task.
+    Metric("balanced_accuracy", "Balanced accuracy", _balanced_accuracy, True, False, reported_by="classification"),
+    Metric("macro_f1", "Macro F1", _macro_f1, True, False, reported_by="classification"),
 )}
 
 
@@ -105,9 +117,32 @@ def higher_is_better(metric):
     return metric != LOSS and METRICS[metric].higher_is_better
 
 
-def own_data_metrics(label_names):
-    """What your own task reports: `label_names` None for a regression, else its classes."""
+def task_metrics(named, label_names, own_data):
+    """What a task reports: the metrics it names (GLUE's official ones; none for your own data),
+    then the table's for its kind. `label_names` None: a regression."""
     kind = "regression" if label_names is None else "binary" if len(label_names) == 2 else "classification"
-    kinds = {"regression": ("regression",), "binary": ("classification", "binary"),
-             "classification": ("classification",)}[kind]
-    return tuple(metric.name for metric in METRICS.values() if metric.own_data in kinds)
+    kinds = {"regression": ["own regression"], "binary": ["own classification", "own binary", "classification"],
+             "classification": ["own classification", "classification"]}[kind]
+    if not own_data:
+        kinds = [kind for kind in kinds if not kind.startswith("own ")]
+    extra = [metric.name for metric in METRICS.values() if metric.reported_by in kinds and metric.name not in named]
+    return (*named, *extra)
+
+
+def per_class_scores(rows, label_names):
+    """{label: {precision, recall, f1, support}} from prediction rows (class names as written), what
+    accuracy and the averages hide when one class dominates; support counts the examples of the
+    class, and precision is 0 for a class never predicted (scikit-learn's zero_division=0)."""
+    index = {name: position for position, name in enumerate(label_names)}
+    labels = np.array([index[row["label"]] for row in rows])
+    predictions = np.array([index[row["prediction"]] for row in rows])
+    scores = {}
+    for position, name in enumerate(label_names):
+        hits = int(((predictions == position) & (labels == position)).sum())
+        predicted, actual = int((predictions == position).sum()), int((labels == position).sum())
+        precision = hits / predicted if predicted else 0.0
+        recall = hits / actual if actual else 0.0
+        f1 = 2 * hits / (predicted + actual) if predicted + actual else 0.0
+        scores[name] = {"precision": round(precision, 6), "recall": round(recall, 6), "f1": round(f1, 6),
+                        "support": actual}
+    return scores

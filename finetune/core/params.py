@@ -39,6 +39,7 @@ class Params:
     eval_batch_size: int
     weight_decay: float
     dropout: float
+    class_weights: str | dict  # "none", "balanced" or {label name: weight} (finetune/training/class_weights.py)
     freeze_embeddings: bool
     cpu_speedups: bool
     warmup_ratio: float
@@ -130,6 +131,8 @@ def parse_params(raw, source=PARAMS_FILE):
 
 
 def _typed(source, name, value, expected):
+    if name == "class_weights":
+        return _class_weights(source, value)
     if expected is tuple:
         if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
             return tuple(value)
@@ -149,6 +152,28 @@ def _typed(source, name, value, expected):
     if isinstance(value, str) and (value.strip() or name == "trial"):
         return value
     raise PipelineError(f"{source}: {name} must be a non-empty string, got {value!r}")
+
+
+CLASS_WEIGHTINGS = ("none", "balanced")
+
+
+def _class_weights(source, value):
+    """`class_weights` as written: none, balanced, or {label: weight > 0}; labels as text, as the
+    task names them (YAML reads a label 1 as a number). The task's own labels are checked by train."""
+    if value in CLASS_WEIGHTINGS:
+        return value
+    if isinstance(value, dict) and value:
+        weights = {}
+        for label, weight in value.items():
+            if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+                raise PipelineError(f"{source}: class_weights: {label!r} is not a label name")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+                    math.isfinite(weight) and weight > 0):
+                raise PipelineError(f"{source}: class_weights: the weight of {label!r} must be a number > 0, "
+                                    f"got {weight!r}")
+            weights[str(label)] = float(weight)
+        return weights
+    raise PipelineError(f"{source}: class_weights must be none, balanced or {{label: weight, ...}}, got {value!r}")
 
 
 def _check_ranges(source, params):

@@ -35,11 +35,15 @@ METRICS_DIR = Path("metrics")
 TRAIN_METRICS_FILE = METRICS_DIR / "train.json"
 EVALUATION_METRICS_FILE = METRICS_DIR / "evaluation.json"
 DIAGNOSIS_FILE = METRICS_DIR / "diagnosis.json"
+# Per class of a classification: precision, recall, F1 and count, per labelled split.
+PER_CLASS_METRICS_FILE = METRICS_DIR / "per_class.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "history" / "train.csv"
 EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "evaluations.csv"
 # DVCLive's folder: metrics.json, the latest logged values and step while the train stage runs.
 LIVE_DIR = METRICS_DIR / "live"
 PREDICTIONS_DIR = METRICS_DIR / "predictions"
+# ROC, precision-recall and calibration curves of the validation predictions, a folder per kind.
+CURVES_DIR = METRICS_DIR / "curves"
 # The report (Markdown and its PNGs): a cached DVC output beside the metrics it shows.
 REPORT_DIR = METRICS_DIR / "report"
 

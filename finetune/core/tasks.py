@@ -10,7 +10,7 @@ import dataclasses
 import json
 
 from finetune.core.errors import PipelineError
-from finetune.core.metrics import LOSS, own_data_metrics
+from finetune.core.metrics import LOSS, task_metrics
 from finetune.core.paths import TASK_FILE
 
 # The label of an example without one (GLUE's test sets): -1 for a class, NaN for a regression.
@@ -61,7 +61,10 @@ class Task:
 
 
 def _pair(name, text_columns, label_names, *metrics, main_metric=None, **splits):
-    return Task(name, text_columns, label_names, metrics, main_metric or metrics[0], **splits)
+    """A GLUE task: its official `metrics` (the first its main one unless named), then the metric
+    table's for every task of its kind."""
+    return Task(name, text_columns, label_names, task_metrics(metrics, label_names, own_data=False),
+                main_metric or metrics[0], **splits)
 
 
 # GLUE's tasks as the Hub's nyu-mll/glue serves them (columns, label names), with GLUE's
@@ -92,7 +95,7 @@ def glue_task(config):
 
 def own_data_task(name, text_columns, label_names, has_test):
     """The task of a user's own files, with the metrics finetune/core/metrics.py gives its kind."""
-    metrics = own_data_metrics(label_names)
+    metrics = task_metrics((), label_names, own_data=True)
     return Task(name, tuple(text_columns), None if label_names is None else tuple(label_names), metrics, metrics[0],
                 test_splits=("test",) if has_test else ())
 

@@ -51,7 +51,7 @@ def model_card(params, task, evaluation, training, provenance, selection):
         "this folder is its `models/` output, declared in `dvc.yaml` as the artifact "
         f"`{ARTIFACT_NAME}`.", "",
         *(_trial_note(params, training) if params.trial else _usage(task)),
-        *_results(task, scored, evaluation, params), *_selection(params, selection), *_training(params, training),
+        *_results(task, scored, evaluation, params), *_selection(params, selection), *_training(params, task, training),
         *_data(provenance),
     ]
     return "\n".join(lines) + "\n"
@@ -102,7 +102,7 @@ def _selection(params, selection):
             f"`{selection['experiment']}`): {selection['sentence']}.", ""]
 
 
-def _training(params, training):
+def _training(params, task, training):
     steps = (f"{training['trained_steps']} steps ({training['trained_epochs']} epochs"
              f"{', stopped early' if training['stopped_early'] else ''}); the saved model is step "
              f"{training['saved_model_step']}'s.")
@@ -110,10 +110,19 @@ def _training(params, training):
              f"Base checkpoint `{params.checkpoint}`, `max_length` {params.max_length}, learning rate {params.lr} "
              f"({params.lr_scheduler}, warm-up ratio {params.warmup_ratio}), batches of {params.train_batch_size}, "
              f"dropout {params.dropout}, embeddings {'frozen' if params.freeze_embeddings else 'trained'}, "
-             f"seed {params.seed}, {_precision(params, training)}: {steps}", "",
+             f"seed {params.seed}, {_precision(params, training)}: {steps}{_class_weights(params, task, training)}", "",
              "<details><summary>Every param of the run (<code>params.yaml</code>)</summary>", "",
              *params_table(params), "", "</details>"]
     return [*lines, ""]
+
+
+def _class_weights(params, task, training):
+    weights = training.get("class_weights_used")
+    if not weights:
+        return ""
+    shown = ", ".join(f"{label} {weights[label]:g}" for label in task.label_names)
+    rule = " (`balanced`: n / (classes x count) of train)" if params.class_weights == "balanced" else ""
+    return f" The loss weighted each class: {shown}{rule}."
 
 
 def _precision(params, training):

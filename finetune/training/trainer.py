@@ -16,6 +16,7 @@ from finetune.core.tasks import TRAIN_SUBSET, best_model_metric
 from finetune.data.loading import sorted_by_length
 from finetune.models import device_arguments, freeze_embeddings
 from finetune.scoring.scores import metrics_function
+from finetune.training.class_weights import weighted_loss
 from finetune.training.cpu_speedups import apply_cpu_speedups
 from finetune.training.live import completes_evaluation, evaluation_scores
 from finetune.training.resume import ResumableOrderTrainer
@@ -95,8 +96,9 @@ def _per_process_batch_size(train_batch_size):
     return train_batch_size // processes
 
 
-def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, output_dir):
+def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, output_dir, class_weights=None):
     """The stage's Trainer; without `evaluation_sets` it only trains (the speed benchmark).
+    `class_weights`: {label: weight} of the loss (finetune/training/class_weights.py), or None.
 
     Returns (trainer, what the CPU speed-ups did: a line for the log, or None when off)."""
     args = training_arguments(params, task, output_dir, evaluate=bool(evaluation_sets))
@@ -117,6 +119,7 @@ def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, 
         compute_metrics=metrics_function(task),
         callbacks=callbacks,
         group_by_length=params.group_by_length,
+        compute_loss_func=weighted_loss(class_weights) if class_weights else None,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(TrainingProgress(task))
