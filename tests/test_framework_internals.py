@@ -29,7 +29,7 @@ Optuna (finetune/training/pruning.py)
 DVC experiments (finetune/tune/experiments.py)
   - An experiment's Git ref is refs/exps/<2 hex>/<38 hex of its baseline>/<name>, and `dvc exp
     run --temp` prints "Reproducing experiment" once it has stashed its params and runs on its
-    own. Tests: tests/test_tune_e2e.py (every trial found by its ref; a trial's log).
+    own. Tests: tests/test_search_e2e.py (every trial found by its ref; a trial's log).
 dvc-render
   - `VegaRenderer.SCRIPTS`: the vega bundles .dvc/plots/offline.html inlines. Test:
     tests/test_plots_template.py.

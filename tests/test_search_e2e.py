@@ -44,19 +44,21 @@ def test_each_trial_is_a_dvc_experiment_with_its_params_metrics_and_state(tuning
 
 def test_a_trial_below_the_finished_ones_is_pruned_and_never_taken_for_a_full_run(tuning_repository):
     root, run = tuning_repository
-    # A finished trial that scored 1.0 at every evaluation (every 4 steps of batch 8 or 16, reported
-    # at the examples seen): every real trial falls below it at its first.
+    # Two finished trials that scored 2.0, above any F1, at every evaluation (every 4 steps of batch
+    # 8 or 16, reported at the examples seen): with the two real ones, the median at any evaluation
+    # is 2.0, and the next trial falls below it at its first, whatever params it draws.
     study = optuna.load_study(study_name="tiny", storage=study_storage(root))
     seen = sorted({32 * number for number in range(1, 7)} | {64 * number for number in range(1, 4)})
-    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values=dict.fromkeys(seen, 1.0),
-                                              params=study.trials[0].params,
-                                              distributions=study.trials[0].distributions))
-    output = run(FINETUNE, "search", "--study", "tiny", "--space", "space.yaml", "--trials", "4")
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(value=2.0, intermediate_values=dict.fromkeys(seen, 2.0),
+                                                  params=study.trials[0].params,
+                                                  distributions=study.trials[0].distributions))
+    output = run(FINETUNE, "search", "--study", "tiny", "--space", "space.yaml", "--trials", "5")
     assert "pruner median (3 startup trials, 0 warm-up examples)" in output  # the study's own, as first made
     study = optuna.load_study(study_name="tiny", storage=study_storage(root))
     pruned = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.PRUNED]
-    assert [trial.number for trial in pruned] == [3]  # 2 real + 1 added = 3 finished: one more to run
-    entry = experiments_by_name(run)["tiny-3"]
+    assert [trial.number for trial in pruned] == [4]  # 2 real + 2 added = 4 finished: one more to run
+    entry = experiments_by_name(run)["tiny-4"]
     training = run_metrics(entry, "metrics/train.json")
     # Stopped at the evaluation where the pruner said so, reported at the examples seen there; its
     # curves up to there are kept.
