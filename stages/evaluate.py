@@ -41,8 +41,10 @@ def main():
     if metrics is None:
         return  # not the main process of `accelerate launch`
     write_json(EVALUATION_METRICS_FILE, metrics)
-    write_json(PER_CLASS_METRICS_FILE, _per_class(task))
-    write_curves(task)
+    labelled = _labelled_predictions(task)
+    write_json(PER_CLASS_METRICS_FILE, {split: per_class_scores(rows, task.label_names)
+                                        for split, rows in labelled.items()})
+    write_curves(task, {split: rows for split, rows in labelled.items() if split in task.validation_splits})
     summary = ", ".join(f"{key} {value:.4f} {interval_text(metrics, key)}" for key, value in metrics.items()
                         if not key.endswith(("_ci_low", "_ci_high")))
     print(f"evaluate: {summary} -> {EVALUATION_METRICS_FILE} in {time.perf_counter() - started:.0f}s")
@@ -92,17 +94,18 @@ def _evaluate(params, task):
     return metrics if main_process else None
 
 
-def _per_class(task):
-    """{split: {label: precision, recall, F1, count}} of every labelled split predicted; {} for a regression."""
+def _labelled_predictions(task):
+    """{split: prediction rows} of every split predicted with labels (read once, for the per-class
+    scores and the curves); {} for a regression, which has neither."""
     if task.regression:
         return {}
-    scores = {}
+    labelled = {}
     for split in task.evaluated_splits:
         path = predictions_file(split)
         rows = read_csv(path) if path.is_file() else []
         if rows and all(row["label"] for row in rows):
-            scores[split] = per_class_scores(rows, task.label_names)
-    return scores
+            labelled[split] = rows
+    return labelled
 
 
 def _publish_trial_scores(task):

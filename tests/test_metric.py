@@ -132,7 +132,7 @@ def test_a_classifier_of_three_classes_gets_a_curve_per_class_against_the_rest(t
               ["idx", "label", "prediction", *(f"probability_{name}" for name in names)],
               [[index, names[label], names[row.argmax()], *(f"{value:.6f}" for value in row)]
                for index, (label, row) in enumerate(zip(labels, probabilities, strict=True))])
-    write_curves(task)
+    write_curves(task, {"validation": read_csv(tmp_path / "metrics" / "predictions" / "validation.csv")})
     curves = tmp_path / "metrics" / "curves"
     assert sorted(str(path.relative_to(curves)) for path in curves.rglob("*.csv")) == [
         "calibration/validation.csv", *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc")
@@ -144,8 +144,15 @@ def test_a_classifier_of_three_classes_gets_a_curve_per_class_against_the_rest(t
 
 
 def test_a_regression_has_no_curves(tmp_path, monkeypatch):
+    from finetune.core.outputs import write_csv
     from finetune.scoring.curves import write_curves
+    from stages.evaluate import _labelled_predictions
 
     monkeypatch.chdir(tmp_path)
-    write_curves(GLUE_TASKS["stsb"])
+    (tmp_path / "metrics" / "predictions").mkdir(parents=True)
+    write_csv(tmp_path / "metrics" / "predictions" / "validation.csv", ["idx", "label", "prediction"],
+              [[0, "3.2", "2.9"], [1, "1.0", "1.4"]])
+    labelled = _labelled_predictions(GLUE_TASKS["stsb"])  # scores, not classes: no per-class rows or curves
+    assert labelled == {}
+    write_curves(GLUE_TASKS["stsb"], labelled)
     assert [path.name for path in (tmp_path / "metrics" / "curves").iterdir()] == ["README.md"]

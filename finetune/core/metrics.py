@@ -142,7 +142,6 @@ def per_class_scores(rows, label_names):
         predicted, actual = int((predictions == position).sum()), int((labels == position).sum())
         precision = hits / predicted if predicted else 0.0
         recall = hits / actual if actual else 0.0
-        f1 = 2 * hits / (predicted + actual) if predicted + actual else 0.0
-        scores[name] = {"precision": round(precision, 6), "recall": round(recall, 6), "f1": round(f1, 6),
-                        "support": actual}
+        scores[name] = {"precision": round(precision, 6), "recall": round(recall, 6),
+                        "f1": round(float(_f1_of(predictions, labels, position)), 6), "support": actual}
     return scores

@@ -60,25 +60,27 @@ def plot_confusion(predictions, label_names, split, path):
     _save(figure, path)
 
 
-# The classifier's curves (finetune/scoring/curves.py): x, y, axis labels, and a diagonal to read them by.
+# The classifier's curves, a folder of files each (finetune/scoring/curves.py): title, and whether a
+# diagonal reads them (chance for ROC, perfect calibration).
 CURVES = {
-    "roc": ("false_positive_rate", "true_positive_rate", "ROC", "false positive rate", "true positive rate", True),
-    "precision_recall": ("recall", "precision", "Precision-recall", "recall", "precision", False),
-    "calibration": ("confidence", "accuracy", "Calibration: how often the predicted class is right", "confidence",
-                    "accuracy", True),
+    "roc": ("ROC", True),
+    "precision_recall": ("Precision-recall", False),
+    "calibration": ("Calibration: how often the predicted class is right", True),
 }
 
 
 def plot_curve(kind, files, path):
-    """One line per file of a curve folder (a class against the rest, or a split), named after it."""
-    x, y, title, x_label, y_label, diagonal = CURVES[kind]
+    """One line per file of a curve folder (a class against the rest, or a split), named after it;
+    each file's first two columns are x and y."""
+    title, diagonal = CURVES[kind]
+    x, y = list(next(iter(files.values()))[0])[:2]
     figure, axis = plt.subplots(figsize=(5.5, 5))
     for name, rows in files.items():
         axis.plot([float(row[x]) for row in rows], [float(row[y]) for row in rows], label=name,
                   marker="o" if kind == "calibration" else None, alpha=0.8)
     if diagonal:
         axis.plot([0, 1], [0, 1], color="gray", linestyle="--", label="chance" if kind == "roc" else "perfect")
-    axis.set(xlabel=x_label, ylabel=y_label, title=title, xlim=(0, 1), ylim=(0, 1.02))
+    axis.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "), title=title, xlim=(0, 1), ylim=(0, 1.02))
     axis.legend()
     axis.grid(alpha=0.3)
     _save(figure, path)

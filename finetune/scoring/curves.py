@@ -3,14 +3,14 @@ binary task its positive class, else each class against the rest) and calibratio
 predicted class is right against how sure the model was), as CSV rows that `dvc plots` draws
 (one file per curve, metrics/curves/<kind>/) and the report's figures redraw.
 
-They read the predictions files only (labels and probabilities), so a search trial's
+They read the predictions files' rows only (labels and probabilities), so a search trial's
 evaluate, which loads no model, writes them too.
 """
 
 import numpy as np
 
-from finetune.core.outputs import atomic_output, read_csv, write_csv
-from finetune.core.paths import CURVES_DIR, predictions_file
+from finetune.core.outputs import atomic_output, write_csv
+from finetune.core.paths import CURVES_DIR
 
 FOLDER_README = """ROC and precision-recall curves of a classifier's validation predictions (a file per class
 against the rest; a binary task's positive class), and its calibration; none for a regression.
@@ -88,20 +88,15 @@ def _probabilities(task, rows):
     return np.array([[float(row[f"probability_{name}"]) for name in task.label_names] for row in rows])
 
 
-def write_curves(task, folder=CURVES_DIR):
-    """The curves of every labelled validation split, as CSV files under `folder`/<kind>/; none
-    for a regression."""
+def write_curves(task, labelled, folder=CURVES_DIR):
+    """The curves of each validation split in `labelled` ({split: its labelled prediction rows};
+    none for a regression), as CSV files under `folder`/<kind>/."""
     columns = {"roc": ROC_COLUMNS, "precision_recall": PRECISION_RECALL_COLUMNS, "calibration": CALIBRATION_COLUMNS}
     with atomic_output(folder) as staging:
         staging.mkdir(parents=True)
         # Git keeps no empty folder: this file keeps the output in every clone, a regression's too.
         (staging / "README.md").write_text(FOLDER_README)
-        if task.regression:
-            return
-        for split in task.validation_splits:
-            rows = read_csv(predictions_file(split))
-            if not rows or not all(row["label"] for row in rows):
-                continue  # a validation split without labels: nothing to draw
+        for split, rows in labelled.items():
             for kind, files in curve_files(task, split, rows).items():
                 (staging / kind).mkdir(exist_ok=True)
                 for stem, points in files.items():

@@ -42,7 +42,7 @@ class ExperimentError(Exception):
 WORKSPACE = "workspace"
 
 
-@dataclasses.dataclass(frozen=True, eq=True)
+@dataclasses.dataclass(frozen=True)
 class Run:
     """A recorded run: an experiment (`name`), a commit's own run (`name` None) or the
     workspace's (`rev` WORKSPACE); `rev` is the Git revision that holds its files."""

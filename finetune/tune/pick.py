@@ -25,7 +25,7 @@ from finetune.core.params import configuration
 from finetune.core.paths import SELECTION_FILE
 from finetune.reporting.model_card import ARTIFACT_NAME as ARTIFACT
 from finetune.tune.compare import compare, group_runs, ranked, seeds_for, task_of
-from finetune.tune.experiments import Run, experiment, experiments, head, run_experiments
+from finetune.tune.experiments import Run, experiment, experiments, head, run_experiments, uncommitted_changes
 
 REPORT = Path("tuning") / "pick.md"
 
@@ -184,9 +184,9 @@ def _next_version():
 
 
 def _require_clean_work_tree():
-    changed = _run(["git", "status", "--porcelain", "--untracked-files=no"]).splitlines()
+    changed = uncommitted_changes()
     if changed:
-        raise PipelineError(f"uncommitted changes ({changed[0].strip()}, ...): commit or stash them before --promote")
+        raise PipelineError(f"uncommitted changes ({changed[0]}, ...): commit or stash them before --promote")
 
 
 def _resolve(rev):
