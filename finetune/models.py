@@ -35,15 +35,17 @@ def load_tokenizer(checkpoint):
 def load_classifier(checkpoint, task=None, dropout=None):
     """The checkpoint as a sequence classifier: with `task`, a fresh head for it (its number of
     labels and their names, which the saved config keeps so that `pipeline()` prints them; one
-    output and a squared-error loss for a regression); without, the head it has (a trained model).
-    `dropout`, if given, replaces every dropout probability of its config (their names differ
-    between model families)."""
+    output and a squared-error loss for a regression, a sigmoid per label for a multi-label task);
+    without, the head it has (a trained model). `dropout`, if given, replaces every dropout
+    probability of its config (their names differ between model families)."""
     head = {}
     if task is not None and task.regression:
         head = {"num_labels": 1, "problem_type": "regression", "id2label": {0: "score"}, "label2id": {"score": 0}}
     elif task is not None:
         head = {"num_labels": task.num_labels, "id2label": dict(enumerate(task.label_names)),
                 "label2id": {name: label for label, name in enumerate(task.label_names)}}
+        if task.multi_label:  # a sigmoid and binary cross-entropy per label; pipeline() then applies the sigmoid
+            head["problem_type"] = "multi_label_classification"
     config = _from_pretrained(AutoConfig, checkpoint, **head)
     if dropout is not None:
         # BERT-like and T5 configs say `*dropout*`, GPT-2's `*_pdrop` (once silently left as they were).

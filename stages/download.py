@@ -29,7 +29,7 @@ def main():
         (staging / TASK_FILE.name).write_text(task.to_json())
         write_json(staging / PROVENANCE_FILE.name, provenance)
 
-    kind = "regression" if task.regression else f"{task.num_labels} classes"
+    kind = "regression" if task.regression else f"{task.num_labels} {'labels' if task.multi_label else 'classes'}"
     rows = ", ".join(f"{split} {len(splits[split])}" for split in task.splits)
     origin = source["kind"] if source["kind"] == "hub" else f"{source['kind']} {source['layout']} files"
     print(f"download: {task.name} ({kind}): {rows} rows from {origin} -> {RAW_DIR}/ "
@@ -38,9 +38,18 @@ def main():
 
 def _label_summary(split_data, task):
     """Label counts per class name (a classification), or mean and variance (a regression);
-    None where the split is unlabelled."""
+    None where the split is unlabelled. A multi-label task's count the examples with each label,
+    and name the most common label set (what a model that learnt nothing would predict)."""
     labels = split_data.data.column("label").to_pylist()
     labels = labels if has_labels(task, labels) else None
+    if task.multi_label:
+        counts = collections.Counter(label for label_set in labels or () for label in label_set)
+        sets = collections.Counter(tuple(label_set) for label_set in labels or ())
+        # Of sets as common as each other, the one seen first (most_common keeps insertion order).
+        common_set, common_rows = sets.most_common(1)[0] if labels else ((), 0)
+        return {"label_counts": {name: counts[index] for index, name in enumerate(task.label_names)} if labels else None,
+                "most_common_label_set": {"labels": [task.label_names[index] for index in common_set],
+                                          "rows": common_rows} if labels else None}
     if task.regression:
         return {"label_mean": statistics.fmean(labels) if labels else None,
                 "label_variance": statistics.pvariance(labels) if labels else None}

@@ -2,8 +2,8 @@
 
 Reports the task's metrics (GLUE's, from the project's `evaluate` module) and the mean loss
 per split, each with a 95% bootstrap confidence interval, plus one CSV row per example for
-confusion matrices and scatter plots, and for a classification each class's precision, recall
-and F1 (metrics/per_class.json) and the ROC, precision-recall and calibration curves of its
+confusion matrices and scatter plots, and for a classification each class's (each label's)
+precision, recall and F1 (metrics/per_class.json) and the ROC, precision-recall and calibration curves of its
 validation predictions (metrics/curves/). A split without labels (GLUE's test sets) gets
 predictions but no metrics. A search trial (param `trial`) publishes the validation scores and
 predictions its train stage made, without intervals: all a search and `finetune pick` read.
@@ -42,7 +42,7 @@ def main():
         return  # not the main process of `accelerate launch`
     write_json(EVALUATION_METRICS_FILE, metrics)
     labelled = _labelled_predictions(task)
-    write_json(PER_CLASS_METRICS_FILE, {split: per_class_scores(rows, task.label_names)
+    write_json(PER_CLASS_METRICS_FILE, {split: per_class_scores(rows, task.label_names, task.multi_label)
                                         for split, rows in labelled.items()})
     write_curves(task, {split: rows for split, rows in labelled.items() if split in task.validation_splits})
     summary = ", ".join(f"{key} {value:.4f} {interval_text(metrics, key)}" for key, value in metrics.items()
@@ -82,11 +82,12 @@ def _evaluate(params, task):
             indices, labels, logits = predict_split(predictor, task, tokenized[split])
             if not main_process:
                 continue
-            write_predictions(predictions_file(split), task, indices, labels, logits)
+            threshold = params.multi_label_threshold
+            write_predictions(predictions_file(split), task, indices, labels, logits, threshold)
             if not has_labels(task, labels):
                 continue
-            points, losses = point_scores(task, split, logits, labels)
-            intervals = bootstrap_intervals(task, predictions_of(task, logits), labels, losses,
+            points, losses = point_scores(task, split, logits, labels, threshold)
+            intervals = bootstrap_intervals(task, predictions_of(task, logits, threshold), labels, losses,
                                             params.bootstrap_resamples, params.bootstrap_seed)
             for key, value in points.items():
                 low, high = intervals[key.removeprefix(f"{split}_")]

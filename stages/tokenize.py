@@ -14,7 +14,7 @@ from finetune.core.errors import PipelineError, run_stage
 from finetune.core.outputs import atomic_output
 from finetune.core.params import load_params
 from finetune.core.paths import TOKENIZED_DIR, raw_split_file
-from finetune.core.tasks import load_task
+from finetune.core.tasks import NO_LABEL, load_task
 from finetune.data.loading import load_raw_splits, sha256
 from finetune.models import load_tokenizer
 
@@ -45,6 +45,11 @@ def main():
     }).rename_column("label", "labels")
     if task.regression:  # the model's squared-error loss takes float32 targets
         tokenized = tokenized.cast_column("labels", datasets.Value("float32"))
+    if task.multi_label:  # binary cross-entropy takes a 0/1 float per label; an unlabelled row is all NO_LABEL
+        tokenized = datasets.DatasetDict({
+            split: split_data.map(lambda row: {"labels": _multi_hot(row["labels"], task.num_labels)},
+                                  features=_multi_hot_features(split_data), new_fingerprint=_fingerprint(params, split, 1))
+            for split, split_data in tokenized.items()})
     with atomic_output(TOKENIZED_DIR) as staging:
         tokenized.save_to_disk(str(staging))
 
@@ -57,12 +62,27 @@ def main():
     )
 
 
-def _fingerprint(params, split):
+def _multi_hot(label_set, num_labels):
+    if label_set is None:
+        return [float(NO_LABEL)] * num_labels
+    flags = [0.0] * num_labels
+    for label in label_set:
+        flags[label] = 1.0
+    return flags
+
+
+def _multi_hot_features(split_data):
+    features = split_data.features.copy()
+    features["labels"] = datasets.Sequence(datasets.Value("float32"))
+    return features
+
+
+def _fingerprint(params, split, step=0):
     """The tokenized split's `datasets` fingerprint (saved in its state.json), from the stage's
     declared inputs only. datasets' own hashes the map function's closure, which holds the
     tokenizer's install path and every param: another clone, venv or train-only param gave
     another data/tokenized hash, and so re-ran train for nothing."""
-    inputs = [params.checkpoint, params.max_length, sha256(raw_split_file(split))]
+    inputs = [params.checkpoint, params.max_length, sha256(raw_split_file(split)), *([step] if step else [])]
     return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
 
 

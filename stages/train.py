@@ -80,7 +80,7 @@ def main():
         if params.trial:  # config, tokenizer and validation scores: a trial's weights serve nobody
             trainer.model.config.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            _write_trial_scores(staging, task, trial_scores)
+            _write_trial_scores(staging, task, trial_scores, params.multi_label_threshold)
         else:
             trainer.save_model(str(staging))  # saves the tokenizer beside the model
     state = trainer.state
@@ -121,12 +121,12 @@ def _score_validation(trainer, task, tokenized):
     return {split: predict_split(trainer, task, tokenized[split]) for split in task.validation_splits}
 
 
-def _write_trial_scores(model_dir, task, predicted):
+def _write_trial_scores(model_dir, task, predicted, threshold):
     scores = {}
     for split, (indices, labels, logits) in predicted.items():
         write_predictions(predictions_file(split, model_dir / TRIAL_SCORES_DIR.name / "predictions"), task, indices,
-                          labels, logits)
-        scores.update(point_scores(task, split, logits, labels)[0])
+                          labels, logits, threshold)
+        scores.update(point_scores(task, split, logits, labels, threshold)[0])
     write_json(model_dir / TRIAL_SCORES_DIR.name / TRIAL_SCORES_FILE.name, scores)
 
 

@@ -204,6 +204,47 @@ def write_own_data(folder, fmt, text_columns, label_column, labels, *, test_labe
     return folder
 
 
+# A multi-label set's labels, each written with its own third of WORDS.
+TOPICS = ("animals", "places", "times")
+
+
+def multi_label_frame(split, seed):
+    """Rows with one to three TOPICS each (cycling through every non-empty set), each topic's words
+    in the text: learnable, and every label set occurs."""
+    generator = random.Random(seed)
+    sets = [[topic for bit, topic in enumerate(TOPICS) if mask >> bit & 1] for mask in range(1, 2 ** len(TOPICS))]
+    records = []
+    for index in range(split_rows(split)):
+        topics = sets[index % len(sets)]
+        words = [word for topic in topics for word in generator.choices(WORDS[TOPICS.index(topic)::3], k=3)]
+        records.append({"text": " ".join(generator.sample(words, len(words))), "topics": topics})
+    return records
+
+
+def write_multi_label_data(folder, form, fmt=None):
+    """A multi-label set in one of its forms: "list" (a column of lists: json, jsonl or parquet),
+    "delimited" (names joined by "|" in a csv or tsv cell) or "flags" (a 0/1 column per topic)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fmt = fmt or {"list": "jsonl", "delimited": "csv", "flags": "csv"}[form]
+    for seed, split in enumerate(("train", "validation", "test")):
+        records = multi_label_frame(split, seed)
+        if form == "delimited":
+            records = [{"text": record["text"], "topics": "|".join(record["topics"])} for record in records]
+        elif form == "flags":
+            records = [{"text": record["text"], **{topic: int(topic in record["topics"]) for topic in TOPICS}}
+                       for record in records]
+        path = folder / f"{split}.{fmt}"
+        if fmt == "jsonl":
+            path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        elif fmt == "json":
+            path.write_text(json.dumps(records))
+        elif fmt == "parquet":
+            pd.DataFrame.from_records(records).to_parquet(path, index=False)
+        else:
+            pd.DataFrame.from_records(records).to_csv(path, sep="," if fmt == "csv" else "\t", index=False)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer BERT with random weights and a vocabulary of the synthetic words."""

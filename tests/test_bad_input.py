@@ -31,7 +31,8 @@ def changed(**changes):
 # (id, how params.yaml changes, the exact error line after "error: params.yaml: ")
 BAD_PARAMS = [
     ("typo", changed(lrr=1e-5),
-     "unknown key 'lrr' (known keys: dataset, dataset_config, text_columns, label_column, checkpoint, "),
+     "unknown key 'lrr' (known keys: dataset, dataset_config, text_columns, label_column, label_delimiter, "
+     "allow_empty_labels, checkpoint, "),
     ("missing", without("seed"), "missing key 'seed'"),
     ("lr-negative", changed(lr=-1), "lr must be > 0, got -1.0"),
     ("lr-zero", changed(lr=0), "lr must be > 0, got 0.0"),
@@ -49,7 +50,14 @@ BAD_PARAMS = [
      "lr_scheduler must be one of linear, cosine, constant, constant_with_warmup, got 'exponential'"),
     ("best-metric", changed(best_model_metric="precision"),
      "best_model_metric must be one of auto, loss, accuracy, f1, matthews_correlation, pearson, spearmanr, "
-     "balanced_accuracy, macro_f1, got 'precision'"),
+     "balanced_accuracy, micro_f1, macro_f1, subset_accuracy, got 'precision'"),
+    ("threshold-one", changed(multi_label_threshold=1), "multi_label_threshold must be in (0, 1), got 1.0"),
+    ("delimiter-number", changed(label_delimiter=1), "label_delimiter must be a string (\"\": one label per cell), got 1"),
+    ("label-columns-one", changed(dataset=".", text_columns=["text"], label_column=["spam"]),
+     "label_column must name one column, or two or more distinct 0/1 columns (one per label), got ('spam',)"),
+    ("delimiter-for-glue", changed(label_delimiter=","),
+     "label_delimiter must be \"\" for a GLUE task, whose labels are single classes (label_delimiter is for your "
+     "own data), got ','"),
     ("class-weights-word", changed(class_weights="heavy"),
      "class_weights must be none, balanced or {label: weight, ...}, got 'heavy'"),
     ("class-weights-empty", changed(class_weights={}),

@@ -1,6 +1,7 @@
 """Bad files of your own data: one line naming the file, row and problem, exit status 1, and
 nothing written. Each case runs the download stage's entry point (`run_stage`)."""
 
+import json
 import re
 import shutil
 
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 
 from stages import download
-from tests.conftest import write_own_data, write_params
+from tests.conftest import TOPICS, write_multi_label_data, write_own_data, write_params
 from tests.test_bad_input import run_failing
 
 
@@ -100,3 +101,85 @@ def test_bad_own_data_is_named_with_file_row_and_problem(project, tiny_params, t
     assert stderr.count("\n") == 1
     assert re.fullmatch(f"error: {message}\n", stderr), stderr
     assert not (project / "data").exists()
+
+
+def tagged_files(form, damage=lambda folder: None, fmt=None):
+    """A multi-label set (tests/conftest.py's TOPICS) in one of its forms, then damaged."""
+    def write(folder):
+        write_multi_label_data(folder, form, fmt)
+        damage(folder)
+        return folder
+    return write
+
+
+def tagged_cell(file_name, row, column, value):
+    """Set one cell of a multi-label file, jsonl (any JSON value) or csv (text as written)."""
+    def damage(folder):
+        path = folder / file_name
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in path.read_text().splitlines()]
+            records[row][column] = value
+            path.write_text("".join(json.dumps(record) + "\n" for record in records))
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frame.loc[row, column] = value
+            frame.to_csv(path, index=False)
+    return damage
+
+
+LISTS = {"label_column": "topics"}
+DELIMITED = {"label_column": "topics", "label_delimiter": "|"}
+FLAGS = {"label_column": list(TOPICS)}
+# (id, how the data folder is written, params, regular expression of the error line after "error: ")
+BAD_MULTI_LABEL_DATA = [
+    ("unknown-label-in-validation", tagged_files("list", tagged_cell("validation.jsonl", 2, "topics", ["times", "sport"])),
+     LISTS, r".*/tagged/validation.jsonl row 2: label 'sport' is not one of train's labels \(animals, places, times\)"),
+    ("empty-label-list", tagged_files("list", tagged_cell("train.jsonl", 3, "topics", [])), LISTS,
+     r".*/tagged/train.jsonl row 3: no label set \(an empty label list\); set allow_empty_labels: true if a text "
+     r"may have none"),
+    ("neither-list-nor-label", tagged_files("list", tagged_cell("validation.jsonl", 1, "topics", None)), LISTS,
+     r".*/tagged/validation.jsonl row 1: no label in column 'topics' \(only a test file may lack labels\)"),
+    ("a-name-not-a-list", tagged_files("list", tagged_cell("train.jsonl", 5, "topics", "places")), LISTS,
+     r".*/tagged/train.jsonl row 5: column 'topics' holds 'places', not a list of label names \(set label_delimiter "
+     r"for names in one text cell\)"),
+    ("empty-delimited-cell", tagged_files("delimited", tagged_cell("train.csv", 0, "topics", "")), DELIMITED,
+     r".*/tagged/train.csv row 0: no label in column 'topics' \(only a test file may lack labels\)"),
+    ("empty-name-between-delimiters", tagged_files("delimited", tagged_cell("validation.csv", 4, "topics",
+                                                                           "animals||times")), DELIMITED,
+     r".*/tagged/validation.csv row 4: label list 'animals\|\|times' has an empty name between '\|' delimiters"),
+    ("flags-all-empty", tagged_files("flags", tagged_cell("validation.csv", 6, list(TOPICS), "")), FLAGS,
+     r".*/tagged/validation.csv row 6: no label in columns animals, places, times \(only a test file may lack labels\)"),
+    ("flags-all-zero", tagged_files("flags", tagged_cell("train.csv", 2, list(TOPICS), "0")), FLAGS,
+     r".*/tagged/train.csv row 2: no label set \(an empty label list\); set allow_empty_labels: true if a text "
+     r"may have none"),
+    ("flag-not-0-or-1", tagged_files("flags", tagged_cell("train.csv", 7, "places", "yes")), FLAGS,
+     r".*/tagged/train.csv row 7: column 'places' must be 0 or 1, got 'yes'"),
+    ("flag-column-absent", tagged_files("flags"), {"label_column": ["animals", "plants"]},
+     r".*/tagged/train.csv: missing column 'plants' \(found: text, animals, places, times\)"),
+]
+
+
+@pytest.mark.parametrize(("write", "changes", "message"), [case[1:] for case in BAD_MULTI_LABEL_DATA],
+                         ids=[case[0] for case in BAD_MULTI_LABEL_DATA])
+def test_bad_multi_label_data_is_named_with_file_row_and_problem(project, tiny_params, tmp_path_factory, capsys, write,
+                                                                 changes, message):
+    folder = write(tmp_path_factory.mktemp("own") / "tagged")
+    write_params(project, tiny_params, dataset=str(folder), text_columns=["text"], **changes)
+    status, stderr = run_failing(download, capsys)
+    assert status == 1
+    assert stderr.count("\n") == 1
+    assert re.fullmatch(f"error: {message}\n", stderr), stderr
+    assert not (project / "data").exists()
+
+
+@pytest.mark.parametrize("form", ["list", "delimited", "flags"])
+def test_allow_empty_labels_lets_a_row_have_none(project, tiny_params, tmp_path_factory, capsys, form):
+    file_name, column = ("train.jsonl", "topics") if form == "list" else ("train.csv", "topics")
+    empty = {"list": [], "delimited": "", "flags": "0"}[form]
+    folder = tagged_files(form, tagged_cell(file_name, 3, list(TOPICS) if form == "flags" else column, empty))(
+        tmp_path_factory.mktemp("own") / "tagged")
+    changes = {"list": LISTS, "delimited": DELIMITED, "flags": FLAGS}[form]
+    write_params(project, tiny_params, dataset=str(folder), text_columns=["text"], allow_empty_labels=True, **changes)
+    download.main()
+    train = pd.read_parquet(project / "data" / "raw" / "train.parquet")
+    assert list(train["label"][3]) == [] and len(train["label"][4]) > 0

@@ -1,5 +1,6 @@
 """Other tasks end to end through the real `dvc repro`: a single-sentence GLUE task, a
-regression, a user's own files and an imbalanced set of them with class weights, with what each
+regression, a user's own files, an imbalanced set of them with class weights and a multi-label
+set (each of its file forms), with what each
 must change downstream (head, metrics, figures) and what DVC re-runs when the data changes."""
 
 import json
@@ -9,8 +10,15 @@ import pytest
 
 from finetune.core.metrics import LOSS
 from finetune.core.tasks import GLUE_TASKS, TRAIN_SUBSET
-from tests.conftest import write_glue_task, write_own_data
-from tests.repos import EVERY_STAGE, all_runs, make_git_project, ran_stages, run_params, runner
+from tests.conftest import (
+    TOPICS,
+    multi_label_frame,
+    run_stage_process,
+    write_glue_task,
+    write_multi_label_data,
+    write_own_data,
+)
+from tests.repos import EVERY_STAGE, all_runs, make_git_project, ran_stages, run_params, runner, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -103,3 +111,75 @@ def test_an_imbalanced_data_set_trains_with_balanced_class_weights(tmp_path, tin
     shown = json.loads(dvc(root, env, "exp", "show", "--json"))
     weighted = next(entry for entry in all_runs(shown) if entry.get("name") == "weighted")
     assert run_params(weighted)["class_weights"] == "balanced"
+
+
+def test_a_multi_label_data_set_runs_end_to_end(tmp_path, tiny_params, glue_parquet_dir):
+    from transformers import pipeline
+
+    root = tmp_path / "project"
+    env = make_git_project(root, tiny_params, glue_parquet_dir)
+    write_multi_label_data(root / "data" / "tagged", "list")
+    output = dvc(root, env, "exp", "run", "-n", "tags", "-S", "dataset=data/tagged", "-S", "text_columns=[text]",
+                 "-S", "label_column=topics", "-S", "epochs=6", "-S", "multi_label_threshold=0.4")
+    assert ran_stages(output) == EVERY_STAGE
+    task = json.loads((root / "data" / "raw" / "task.json").read_text())
+    assert task["multi_label"] and task["label_names"] == list(TOPICS)
+    assert task["metrics"] == ["micro_f1", "macro_f1", "subset_accuracy"]
+    config = json.loads((root / "models" / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification" and list(config["id2label"].values()) == list(TOPICS)
+
+    metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
+    for split in ("validation", "test"):
+        for metric in ("micro_f1", "macro_f1", "subset_accuracy", "loss"):
+            key = f"{split}_{metric}"
+            assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"]
+    # The predictions: JSON lists of names and a probability per label; the metrics are theirs at the threshold.
+    predictions = pd.read_csv(root / "metrics" / "predictions" / "validation.csv")
+    assert list(predictions.columns) == ["idx", "label", "prediction", *(f"probability_{name}" for name in TOPICS)]
+    given = predictions[[f"probability_{name}" for name in TOPICS]].to_numpy() >= 0.4
+    assert [json.loads(cell) for cell in predictions["prediction"]] == [
+        [name for name, flag in zip(TOPICS, row, strict=True) if flag] for row in given]
+    truth = [set(json.loads(cell)) for cell in predictions["label"]]
+    assert truth == [set(record["topics"]) for record in multi_label_frame("validation", 1)]
+    exact = sum(set(json.loads(cell)) == labels for cell, labels in zip(predictions["prediction"], truth, strict=True))
+    assert metrics["validation_subset_accuracy"] == pytest.approx(exact / len(truth))
+    per_label = json.loads((root / "metrics" / "per_class.json").read_text())["validation"]
+    assert {name: scores["support"] for name, scores in per_label.items()} == {
+        name: sum(name in labels for labels in truth) for name in TOPICS}
+    folder = root / "metrics" / "curves"
+    assert sorted(str(path.relative_to(folder)) for path in folder.rglob("*.csv")) == [
+        "calibration/validation.csv", *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc")
+                                        for name in TOPICS)]
+    # The diagnosis reads subset accuracy against the most common label set.
+    diagnosis = json.loads((root / "metrics" / "diagnosis.json").read_text())
+    assert {"best_validation_subset_accuracy", "subset_accuracy_gap", "majority_baseline"} <= set(diagnosis)
+    assert diagnosis["majority_baseline"] == pytest.approx(3 / 16)  # 7 sets over 16 rows: 3, 3, 2, 2, ...
+    figures = {path.name for path in (root / "metrics" / "report" / "figures").iterdir()}
+    assert {"micro_f1.png", "subset_accuracy.png", "confusion_validation.png", "roc.png", "calibration.png"} <= figures
+    report = (root / "metrics" / "report" / "report.md").read_text()
+    assert "## Per label (validation)" in report and "subset accuracy" in report
+    card = (root / "models" / "README.md").read_text()
+    assert "top_k=None" in card and "probability 0.4 or more" in card
+
+    # The published model, as a user loads it: every label with its sigmoid probability.
+    classifier = pipeline("text-classification", model=str(root / "models"), top_k=None)
+    (scores,) = classifier([multi_label_frame("validation", 1)[0]["text"]])
+    first = predictions.set_index("idx").loc[0]
+    assert {score["label"]: score["score"] for score in scores} == pytest.approx(
+        {name: first[f"probability_{name}"] for name in TOPICS}, abs=1e-4)
+
+
+@pytest.mark.parametrize("form, fmt", [("delimited", "tsv"), ("flags", "csv"), ("list", "parquet")])
+def test_each_form_of_multi_label_data_downloads_as_the_same_label_sets(tmp_path, tiny_params, form, fmt):
+    root = tmp_path / "project"
+    write_multi_label_data(root / "tagged", form, fmt)
+    label_column = list(TOPICS) if form == "flags" else "topics"
+    write_params(root, {**tiny_params, "dataset": "tagged", "text_columns": ["text"], "label_column": label_column,
+                        "label_delimiter": "|" if form == "delimited" else ""})
+    result = run_stage_process("download", root)
+    assert result.returncode == 0, result.stderr
+    task = json.loads((root / "data" / "raw" / "task.json").read_text())
+    assert task["multi_label"] and task["label_names"] == list(TOPICS)
+    train = pd.read_parquet(root / "data" / "raw" / "train.parquet")
+    assert [[TOPICS[index] for index in labels] for labels in train["label"]] == [
+        record["topics"] for record in multi_label_frame("train", 0)]

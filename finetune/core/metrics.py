@@ -2,6 +2,9 @@
 better, whether it scores class indices or a regression's scores, and which tasks of your own data
 report it (GLUE's tasks name theirs in finetune/core/tasks.py).
 
+A multi-label task's metrics score label sets: 0/1 matrices of examples x labels (the `label_sets`
+computation; macro-F1 has both).
+
 Params validation (`best_model_metric`), scoring and its bootstrap (finetune/scoring/), the
 diagnosis and the figures, the model card and the commands that rank runs all read this table:
 adding a metric is one entry here. Each computation is vectorised along the last axis, so that one
@@ -9,6 +12,7 @@ call scores a single prediction array or a whole matrix of bootstrap resamples (
 """
 
 import dataclasses
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -21,21 +25,27 @@ LOSS = "loss"
 class Metric:
     name: str  # the key: <split>_<name> in metrics/evaluation.json and in the histories
     title: str  # as the model card and the Hub show it
-    compute: Callable  # (predictions, references, num_labels) -> values along the last axis
+    compute: Callable | None  # (predictions, references, num_labels) -> values along the last axis
     higher_is_better: bool
     regression: bool  # scores a regression's outputs (else class indices)
     # Which tasks report it besides those that name it (GLUE's, finetune/core/tasks.py): "classification"
     # every classification task; "own classification", "own binary", "own regression" your own data's.
     reported_by: str | None
+    # A multi-label task's computation, on 0/1 matrices (..., examples, labels); such a task
+    # reports every metric that has one.
+    label_sets: Callable | None = None
 
 
-def _f1_of(predictions, references, positive):
-    true_positives = ((predictions == positive) & (references == positive)).sum(axis=-1)
-    false_positives = ((predictions == positive) & (references != positive)).sum(axis=-1)
-    false_negatives = ((predictions != positive) & (references == positive)).sum(axis=-1)
+def _f1_of_counts(true_positives, false_positives, false_negatives):
     denominator = 2 * true_positives + false_positives + false_negatives
     # scikit-learn's convention: F1 is 0.0, not NaN, when the class is absent from both.
     return np.where(denominator > 0, 2 * true_positives / np.maximum(denominator, 1), 0.0)
+
+
+def _f1_of(predictions, references, positive):
+    return _f1_of_counts(((predictions == positive) & (references == positive)).sum(axis=-1),
+                         ((predictions == positive) & (references != positive)).sum(axis=-1),
+                         ((predictions != positive) & (references == positive)).sum(axis=-1))
 
 
 def _accuracy(predictions, references, num_labels):
@@ -84,6 +94,27 @@ def _spearman(predictions, references, num_labels=1):
     return _pearson(scipy.stats.rankdata(predictions, axis=-1), scipy.stats.rankdata(references, axis=-1))
 
 
+def _label_counts(predictions, references):
+    """True positives, false positives and false negatives of each label (the last axis)."""
+    return ((predictions & references).sum(axis=-2), (predictions & ~references).sum(axis=-2),
+            (~predictions & references).sum(axis=-2))
+
+
+def _micro_f1(predictions, references, num_labels):
+    """F1 of every (example, label) decision pooled: frequent labels weigh more."""
+    return _f1_of_counts(*(counts.sum(axis=-1) for counts in _label_counts(predictions, references)))
+
+
+def _label_macro_f1(predictions, references, num_labels):
+    """The mean of each label's F1: a rare label weighs as much as a frequent one."""
+    return _f1_of_counts(*_label_counts(predictions, references)).mean(axis=-1)
+
+
+def _subset_accuracy(predictions, references, num_labels):
+    """The share of examples whose predicted label set is exactly right."""
+    return (predictions == references).all(axis=-1).mean(axis=-1)
+
+
 METRICS = {metric.name: metric for metric in (
     Metric("accuracy", "Accuracy", _accuracy, True, False, reported_by="own classification"),
     Metric("f1", "F1", _f1, True, False, reported_by="own binary"),
@@ -92,13 +123,19 @@ METRICS = {metric.name: metric for metric in (
     Metric("spearmanr", "Spearman", _spearman, True, True, reported_by="own regression"),
     # What a skewed class balance hides from accuracy, for every classification task.
     Metric("balanced_accuracy", "Balanced accuracy", _balanced_accuracy, True, False, reported_by="classification"),
-    Metric("macro_f1", "Macro F1", _macro_f1, True, False, reported_by="classification"),
+    Metric("micro_f1", "Micro F1", None, True, False, reported_by=None, label_sets=_micro_f1),
+    Metric("macro_f1", "Macro F1", _macro_f1, True, False, reported_by="classification", label_sets=_label_macro_f1),
+    Metric("subset_accuracy", "Subset accuracy", None, True, False, reported_by=None, label_sets=_subset_accuracy),
 )}
 
 
-def metric_values(metrics, predictions, references, num_labels):
-    """{metric: value} along the last axis: floats for 1-D arrays, arrays for 2-D (one resample a row)."""
+def metric_values(metrics, predictions, references, num_labels, multi_label=False):
+    """{metric: value} along the examples' axis: floats for one set of predictions, arrays for a
+    matrix of them (one resample a row). `multi_label`: 0/1 matrices of examples x labels."""
     predictions, references = np.asarray(predictions), np.asarray(references)
+    if multi_label:
+        predictions, references = predictions.astype(bool), references.astype(bool)
+        return {metric: METRICS[metric].label_sets(predictions, references, num_labels) for metric in metrics}
     if any(METRICS[metric].regression for metric in metrics):
         predictions, references = predictions.astype(float), references.astype(float)
     return {metric: METRICS[metric].compute(predictions, references, num_labels) for metric in metrics}
@@ -117,9 +154,11 @@ def higher_is_better(metric):
     return metric != LOSS and METRICS[metric].higher_is_better
 
 
-def task_metrics(named, label_names, own_data):
+def task_metrics(named, label_names, own_data, multi_label=False):
     """What a task reports: the metrics it names (GLUE's official ones; none for your own data),
     then the table's for its kind. `label_names` None: a regression."""
+    if multi_label:
+        return tuple(metric.name for metric in METRICS.values() if metric.label_sets)
     kind = "regression" if label_names is None else "binary" if len(label_names) == 2 else "classification"
     kinds = {"regression": ["own regression"], "binary": ["own classification", "own binary", "classification"],
              "classification": ["own classification", "classification"]}[kind]
@@ -129,19 +168,30 @@ def task_metrics(named, label_names, own_data):
     return (*named, *extra)
 
 
-def per_class_scores(rows, label_names):
-    """{label: {precision, recall, f1, support}} from prediction rows (class names as written), what
-    accuracy and the averages hide when one class dominates; support counts the examples of the
-    class, and precision is 0 for a class never predicted (scikit-learn's zero_division=0)."""
-    index = {name: position for position, name in enumerate(label_names)}
-    labels = np.array([index[row["label"]] for row in rows])
-    predictions = np.array([index[row["prediction"]] for row in rows])
+def per_class_scores(rows, label_names, multi_label=False):
+    """{label: {precision, recall, f1, support}} from prediction rows, what accuracy and the averages
+    hide when one class dominates; support counts the examples of the class, and precision is 0 for
+    a class never predicted (scikit-learn's zero_division=0). A multi-label task's rows: each label
+    against the rest."""
+    truth, predicted = (label_matrix(rows, column, label_names, multi_label) for column in ("label", "prediction"))
+    true_positives, false_positives, false_negatives = _label_counts(predicted, truth)
+    f1 = _f1_of_counts(true_positives, false_positives, false_negatives)
     scores = {}
     for position, name in enumerate(label_names):
-        hits = int(((predictions == position) & (labels == position)).sum())
-        predicted, actual = int((predictions == position).sum()), int((labels == position).sum())
-        precision = hits / predicted if predicted else 0.0
-        recall = hits / actual if actual else 0.0
-        scores[name] = {"precision": round(precision, 6), "recall": round(recall, 6),
-                        "f1": round(float(_f1_of(predictions, labels, position)), 6), "support": actual}
+        hits, said, actual = (int(count[position]) for count in (true_positives, true_positives + false_positives,
+                                                                   true_positives + false_negatives))
+        scores[name] = {"precision": round(hits / said if said else 0.0, 6),
+                        "recall": round(hits / actual if actual else 0.0, 6),
+                        "f1": round(float(f1[position]), 6), "support": actual}
     return scores
+
+
+def label_matrix(rows, column, label_names, multi_label):
+    """Prediction rows' `column` (label or prediction) as a 0/1 matrix of examples x labels: a class
+    name (one 1 a row), or a multi-label task's JSON list of names."""
+    index = {name: position for position, name in enumerate(label_names)}
+    matrix = np.zeros((len(rows), len(label_names)), dtype=bool)
+    for row_number, row in enumerate(rows):
+        for name in json.loads(row[column]) if multi_label else [row[column]]:
+            matrix[row_number, index[name]] = True
+    return matrix

@@ -28,7 +28,9 @@ class Params:
     dataset: str
     dataset_config: str
     text_columns: tuple
-    label_column: str
+    label_column: str | tuple  # one column, or several 0/1 columns: a multi-label task of their names
+    label_delimiter: str  # "" or what separates the label names of one text cell (multi-label)
+    allow_empty_labels: bool
     checkpoint: str
     max_length: int
     seed: int
@@ -52,6 +54,7 @@ class Params:
     best_model_metric: str
     save_steps: int
     keep_checkpoints: int
+    multi_label_threshold: float
     bootstrap_resamples: int
     bootstrap_seed: int
     diagnose_baseline_margin: float
@@ -133,10 +136,17 @@ def parse_params(raw, source=PARAMS_FILE):
 def _typed(source, name, value, expected):
     if name == "class_weights":
         return _class_weights(source, value)
+    if name == "label_column":  # a column, or a list of 0/1 columns
+        expected = tuple if isinstance(value, list) else str
+    if name == "label_delimiter":
+        if isinstance(value, str):  # names are stripped of spaces after the split: "," reads "a, b"
+            return value
+        raise PipelineError(f"{source}: label_delimiter must be a string (\"\": one label per cell), got {value!r}")
     if expected is tuple:
         if isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value):
             return tuple(value)
-        raise PipelineError(f"{source}: {name} must be a list of column names, got {value!r}")
+        raise PipelineError(f"{source}: {name} must be {'a column name or ' if name == 'label_column' else ''}"
+                            f"a list of column names, got {value!r}")
     if expected is bool:
         if isinstance(value, bool):
             return value
@@ -201,6 +211,7 @@ def _check_ranges(source, params):
     # transformers' set_seed seeds NumPy's legacy generator too, which takes 32-bit seeds only.
     require(0 <= params.seed < 2**32, "seed", "must be in [0, 2**32)")
     # Beyond a million, intervals move in the fifth decimal while the stage takes minutes.
+    require(0 < params.multi_label_threshold < 1, "multi_label_threshold", "must be in (0, 1)")
     require(100 <= params.bootstrap_resamples <= 1_000_000, "bootstrap_resamples", "must be in [100, 1000000]")
     require(0 <= params.bootstrap_seed < 2**128, "bootstrap_seed", "must be in [0, 2**128)")
     require(params.diagnose_baseline_margin >= 0, "diagnose_baseline_margin", "must be >= 0")
@@ -218,9 +229,16 @@ def _check_ranges(source, params):
     if params.dataset == HUB_DATASET:
         require(params.text_columns == (), "text_columns",
                 "must be [] for a GLUE task, which names its own columns (text_columns is for your own data)")
+        require(params.label_delimiter == "", "label_delimiter",
+                "must be \"\" for a GLUE task, whose labels are single classes (label_delimiter is for your own data)")
     else:
         require(1 <= len(params.text_columns) <= 2, "text_columns",
                 f"must name one or two columns of the files in {params.dataset} (a sentence, or a pair)")
+    if isinstance(params.label_column, tuple):
+        require(len(params.label_column) >= 2 and len(set(params.label_column)) == len(params.label_column),
+                "label_column", "must name one column, or two or more distinct 0/1 columns (one per label)")
+        require(params.label_delimiter == "", "label_delimiter",
+                "must be \"\" when label_column names 0/1 columns, which hold no label names")
     # Combinations that would run, but not as asked.
     require(params.early_stopping_patience == 0 or params.save_steps % params.eval_steps == 0, "save_steps",
             f"must be a multiple of eval_steps ({params.eval_steps}) with early stopping, which keeps the best "

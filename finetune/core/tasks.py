@@ -29,6 +29,7 @@ class Task:
     main_metric: str  # what `best_model_metric: auto` watches
     validation_splits: tuple = ("validation",)
     test_splits: tuple = ("test",)
+    multi_label: bool = False  # each example has a set of the labels (a sigmoid each), not one class
 
     @property
     def regression(self):
@@ -54,7 +55,7 @@ class Task:
     @property
     def diagnosis_metric(self):
         """The score the diagnosis compares across train and validation."""
-        return "pearson" if self.regression else "accuracy"
+        return "pearson" if self.regression else "subset_accuracy" if self.multi_label else "accuracy"
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
@@ -93,11 +94,11 @@ def glue_task(config):
     return GLUE_TASKS[config]
 
 
-def own_data_task(name, text_columns, label_names, has_test):
+def own_data_task(name, text_columns, label_names, has_test, multi_label=False):
     """The task of a user's own files, with the metrics finetune/core/metrics.py gives its kind."""
-    metrics = task_metrics((), label_names, own_data=True)
+    metrics = task_metrics((), label_names, own_data=True, multi_label=multi_label)
     return Task(name, tuple(text_columns), None if label_names is None else tuple(label_names), metrics, metrics[0],
-                test_splits=("test",) if has_test else ())
+                test_splits=("test",) if has_test else (), multi_label=multi_label)
 
 
 def load_task():

@@ -10,7 +10,8 @@ or a folder of your own files: train, validation (or dev) and optionally test, e
 
 Every source becomes the same normalised splits (what the download stage writes to data/raw/):
 the task's text columns (strings), `label` (class index, -1 where unlabelled; for a regression
-a float, NaN where unlabelled) and `idx` (the row number within the split).
+a float, NaN where unlabelled; for a multi-label task the label indices, None where unlabelled,
+finetune/data/label_sets.py) and `idx` (the row number within the split).
 """
 
 import csv
@@ -27,6 +28,7 @@ from finetune.core.params import HUB_DATASET
 from finetune.core.paths import TOKENIZED_DIR, raw_split_file
 from finetune.core.tasks import NO_LABEL, glue_task, own_data_task
 from finetune.data.files import GLUE_TSV, GlueTsv, read_delimited, read_parquet, read_table_file
+from finetune.data.label_sets import label_set_columns, label_sets, train_label_names
 
 # A few thousand rows per split: per-operation progress bars would be noise, not progress.
 datasets.disable_progress_bars()
@@ -51,7 +53,8 @@ def load_data(params):
     """Return (task, splits, source): the task, its normalised splits as a DatasetDict, and
     where they came from (for provenance.json)."""
     if params.dataset != HUB_DATASET:
-        return _load_own_data(Path(params.dataset), params.text_columns, params.label_column)
+        return _load_own_data(Path(params.dataset), params.text_columns, params.label_column, params.label_delimiter,
+                              params.allow_empty_labels)
     task = glue_task(params.dataset_config)
     glue_dir = os.environ.get(GLUE_DIR_VARIABLE)
     splits, source = _load_glue_dir(Path(glue_dir), task) if glue_dir else _load_from_hub(params.dataset, task)
@@ -126,13 +129,17 @@ def _glue_split(task, split, name, table, columns):
     return _normalised(task, name, table, columns.text, columns.label, reading)
 
 
-def _load_own_data(folder, text_columns, label_column):
-    if {"label", "idx"} & set(text_columns) or label_column in text_columns:
+def _load_own_data(folder, text_columns, label_column, label_delimiter, allow_empty_labels):
+    label_columns = label_column if isinstance(label_column, tuple) else (label_column,)
+    if {"label", "idx", *label_columns} & set(text_columns):
         raise PipelineError(f"params.yaml: text_columns must not include label_column ({label_column!r}), 'label' "
                             f"or 'idx' (data/raw's names for the label and row number), got {list(text_columns)}")
     files = _own_files(folder)
     tables = {split: read_table_file(path) for split, path in files.items()}
-    _require_columns(files["train"], tables["train"], [*text_columns, label_column])
+    _require_columns(files["train"], tables["train"], [*text_columns, *label_columns])
+    label_set_source = label_set_columns(label_column, label_delimiter, allow_empty_labels, tables["train"])
+    if label_set_source:
+        return _own_label_sets(folder, files, tables, text_columns, label_set_source)
     train_labels = [_written(value) for value in tables["train"][label_column]]
     known = [label for label in train_labels if label is not None]
     # Any fractional number makes a regression; whole numbers and strings are classes.
@@ -152,6 +159,20 @@ def _load_own_data(folder, text_columns, label_column):
         split: _normalised(task, str(path), tables[split], {column: column for column in text_columns}, label_column,
                            LabelReading(class_indices, frozenset({None} if split == "test" else ()), expected))
         for split, path in files.items()})
+    return task, splits, {"kind": "local", "layout": "own", "files_sha256": {path.name: sha256(path)
+                                                                             for path in files.values()}}
+
+
+def _own_label_sets(folder, files, tables, text_columns, source):
+    """A multi-label task of your own files (finetune/data/label_sets.py)."""
+    label_names = train_label_names(files["train"], tables["train"], source)
+    task = own_data_task(folder.resolve().name, text_columns, label_names, "test" in files, multi_label=True)
+    splits = datasets.DatasetDict()
+    for split, path in files.items():
+        _require_columns(path, tables[split], [*text_columns, *([] if split == "test" else source.names)])
+        labels = label_sets(path, tables[split], source, label_names, unlabelled_allowed=split == "test")
+        splits[split] = _split_dataset(task, str(path), tables[split], {column: column for column in text_columns},
+                                       labels)
     return task, splits, {"kind": "local", "layout": "own", "files_sha256": {path.name: sha256(path)
                                                                              for path in files.values()}}
 
@@ -199,13 +220,21 @@ def _normalised(task, name, table, text, label, reading):
             labels.append(reading.classes[written])
         else:
             raise PipelineError(f"{name} row {row}: label {value!r} is not {reading.expected}")
+    return _split_dataset(task, name, table, text, labels)
+
+
+def _split_dataset(task, name, table, text, labels):
+    """The split of data/raw: `text`'s columns, checked, the normalised labels and the row numbers."""
+    if not labels:
+        raise PipelineError(f"{name}: no rows")
     texts = {}
     for column, file_column in text.items():
         texts[column] = table[file_column]
         for row, sentence in enumerate(texts[column]):
             if not isinstance(sentence, str) or not sentence.strip():
                 raise PipelineError(f"{name} row {row}: {column} is empty or not text ({sentence!r})")
-    return datasets.Dataset.from_dict({**texts, "label": labels, "idx": list(range(rows))}, features=features(task))
+    return datasets.Dataset.from_dict({**texts, "label": labels, "idx": list(range(len(labels)))},
+                                      features=features(task))
 
 
 def _written(value):
@@ -233,7 +262,12 @@ def _listed(labels, limit=10):
 
 def features(task):
     """The columns of data/raw: the text columns, the label (with the class names), the row number."""
-    label = datasets.Value("float64") if task.regression else datasets.ClassLabel(names=list(task.label_names))
+    if task.regression:
+        label = datasets.Value("float64")
+    elif task.multi_label:
+        label = datasets.Sequence(datasets.ClassLabel(names=list(task.label_names)))
+    else:
+        label = datasets.ClassLabel(names=list(task.label_names))
     return datasets.Features({**{column: datasets.Value("string") for column in task.text_columns},
                               "label": label, "idx": datasets.Value("int64")})
 

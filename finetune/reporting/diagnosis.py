@@ -5,7 +5,8 @@ evidence (what metrics/diagnosis.json holds, so `dvc exp show` can sort by them)
 `explanation` turns them into the report's sentence, finetune/reporting/remedies.py into what to
 try. The thresholds are params (`diagnose_*`, documented in params.yaml). The curves read are those of the task's
 (first) validation split and its diagnosis metric: accuracy, or Pearson's r for a regression,
-whose baseline is predicting the train mean (its squared error) instead of the majority class.
+whose baseline is predicting the train mean (its squared error) instead of the majority class, or
+for a multi-label task subset accuracy, whose baseline is predicting the most common label set.
 """
 
 import json
@@ -66,28 +67,37 @@ def explanation(task, diagnosis, params):
         baseline = f"the squared error of predicting the train mean ({diagnosis['mean_baseline_loss']:.3f})"
     else:
         baseline = f"the majority baseline {diagnosis['majority_baseline']:.3f}"
+    shown, majority = metric_words(task)
     if verdict == "underfitting" and task.regression:
         reason = (f"{validation} loss never got below {baseline} by more than {params.diagnose_baseline_margin:.0%} "
                   f"(best {diagnosis[f'min_{validation}_loss']:.3f})")
     elif verdict == "underfitting":
-        reason = (f"{validation} accuracy never got above {diagnosis['majority_baseline']:.3f}, the share of the "
-                  f"majority class, by more than {params.diagnose_baseline_margin} "
-                  f"(best {diagnosis[f'best_{validation}_accuracy']:.3f})")
+        reason = (f"{validation} {shown} never got above {diagnosis['majority_baseline']:.3f}, {majority}, "
+                  f"by more than {params.diagnose_baseline_margin} (best {diagnosis[f'best_{validation}_{metric}']:.3f})")
     elif verdict == "erratic":
         reason = (f"train loss jumps by {diagnosis['train_loss_spread']:.2f} of its starting level within "
                   f"{params.diagnose_window} logs (threshold {params.diagnose_loss_spread})")
     elif verdict == "overfitting":
         reason = (f"{validation} loss rose {rise:.0%} over the {diagnosis['evaluations_after_min_loss']} evaluations "
                   f"after its minimum at step {diagnosis[f'min_{validation}_loss_step']} while train loss fell, and "
-                  f"train {metric} is {gap:.3f} above {validation}")
+                  f"train {shown} is {gap:.3f} above {validation}")
     elif task.regression:
         reason = (f"{validation} loss {diagnosis[f'min_{validation}_loss']:.3f} got below {baseline}, rose {rise:.0%} "
                   f"from its minimum, and the train/{validation} {metric} gap is {gap:.3f}")
     else:
-        reason = (f"{validation} accuracy {diagnosis[f'final_{validation}_accuracy']:.3f} is above {baseline}, "
-                  f"{validation} loss rose {rise:.0%} from its minimum and the train/{validation} accuracy gap is "
+        reason = (f"{validation} {shown} {diagnosis[f'final_{validation}_{metric}']:.3f} is above {baseline}, "
+                  f"{validation} loss rose {rise:.0%} from its minimum and the train/{validation} {shown} gap is "
                   f"{gap:.3f}")
     return f"{verdict}: {reason}"
+
+
+def metric_words(task):
+    """The diagnosis metric and its majority baseline, as the sentences say them."""
+    if task.regression:
+        return task.diagnosis_metric, "the squared error of predicting the train mean"
+    if task.multi_label:
+        return "subset accuracy", "the share of the most common label set"
+    return "accuracy", "the share of the majority class"
 
 
 def _train_loss_spread(train_losses, window):
@@ -111,10 +121,13 @@ def _mean_of_last(values, count):
 
 def baseline(task):
     """What a model that learnt nothing scores on the (first) validation split: the majority
-    class's share, or for a regression the squared error of always predicting the train mean."""
+    class's share (a multi-label task's most common label set's), or for a regression the squared
+    error of always predicting the train mean."""
     splits = json.loads(PROVENANCE_FILE.read_text())["splits"]
     validation = splits[task.validation_splits[0]]
     if task.regression:
         return validation["label_variance"] + (validation["label_mean"] - splits["train"]["label_mean"]) ** 2
+    if task.multi_label:
+        return validation["most_common_label_set"]["rows"] / validation["rows"]
     counts = validation["label_counts"]
     return max(counts.values()) / sum(counts.values())

@@ -1,5 +1,6 @@
-"""The report's figures: learning curves, confusion matrices, predicted-vs-true scatters, and a
-classifier's ROC, precision-recall and calibration curves."""
+"""The report's figures: learning curves, confusion matrices (a multi-label task's: each label's
+hits and misses), predicted-vs-true scatters, and a classifier's ROC, precision-recall and
+calibration curves."""
 
 import matplotlib
 
@@ -7,14 +8,15 @@ matplotlib.use("Agg")  # files only, never a window: stages run headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from finetune.core.metrics import METRICS  # noqa: E402
+from finetune.core.metrics import METRICS, label_matrix  # noqa: E402
 
 
 def curves_of(task):
     """{file name: (title, y label, [(history, column, legend)])}: loss, each of the task's
     metrics on the train subset and each validation split, and the learning rate."""
     sets = [(name, name.replace("_", " ")) for name in task.evaluation_sets]
-    loss_label = "squared error" if task.regression else "cross-entropy loss"
+    loss_label = ("squared error" if task.regression else "binary cross-entropy (mean of the labels)"
+                  if task.multi_label else "cross-entropy loss")
     curves = {"loss.png": ("Loss", loss_label, [("train", "train_loss", "train (running mean)"),
                                                 *(("evaluations", f"{name}_loss", label) for name, label in sets)])}
     for metric in task.metrics:
@@ -60,6 +62,23 @@ def plot_confusion(predictions, label_names, split, path):
     _save(figure, path)
 
 
+def plot_label_outcomes(predictions, label_names, split, path):
+    """A multi-label task's confusion: per label (down), how many examples it was rightly given, missed
+    on, and wrongly given, from prediction rows (JSON lists of names)."""
+    truth, predicted = (label_matrix(predictions, column, label_names, True) for column in ("label", "prediction"))
+    counts = np.stack([(truth & predicted).sum(axis=0), (truth & ~predicted).sum(axis=0),
+                       (~truth & predicted).sum(axis=0)], axis=1)
+    figure, axis = plt.subplots(figsize=(6, max(3.0, 0.3 * len(label_names) + 1.5)))
+    axis.imshow(counts, cmap="Blues", aspect="auto")
+    middle = (counts.min() + counts.max()) / 2
+    for (label, outcome), count in np.ndenumerate(counts):
+        axis.text(outcome, label, str(count), ha="center", va="center", color="white" if count > middle else "black")
+    axis.set(xticks=range(3), yticks=range(len(label_names)), yticklabels=label_names,
+             xticklabels=["given, rightly", "missed", "given, wrongly"], ylabel="label",
+             title=f"Each label's hits and misses ({split})")
+    _save(figure, path)
+
+
 # The classifier's curves, a folder of files each (finetune/scoring/curves.py): title, and whether a
 # diagonal reads them (chance for ROC, perfect calibration).
 CURVES = {
@@ -81,7 +100,9 @@ def plot_curve(kind, files, path):
     if diagonal:
         axis.plot([0, 1], [0, 1], color="gray", linestyle="--", label="chance" if kind == "roc" else "perfect")
     axis.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "), title=title, xlim=(0, 1), ylim=(0, 1.02))
-    axis.legend()
+    many = len(files) > 8  # a multi-label task's dozens of labels: a legend beside, not over, the curves
+    axis.legend(fontsize="x-small" if many else None, loc="upper left" if many else None,
+                bbox_to_anchor=(1.02, 1) if many else None)
     axis.grid(alpha=0.3)
     _save(figure, path)
 

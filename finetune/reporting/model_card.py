@@ -42,7 +42,14 @@ def model_card(params, task, evaluation, training, provenance, selection):
         library_name="transformers", pipeline_tag="text-classification", base_model=base_model,
         datasets=[HUB_DATASET] if glue else None, metrics=list(task.metrics), tags=["dvc", task.name],
         model_name=f"{params.checkpoint.rstrip('/').split('/')[-1]}-{task.name}", eval_results=results or None)
-    what = "a score (regression)" if task.regression else f"one of {', '.join(f'`{n}`' for n in task.label_names)}"
+    names = ', '.join(f'`{name}`' for name in task.label_names) if task.label_names else ""
+    if task.regression:
+        what = "a score (regression)"
+    elif task.multi_label:
+        what = (f"any of {names}, each label with its own sigmoid probability; this run counted a label as given "
+                f"at probability {params.multi_label_threshold} or more (`multi_label_threshold`)")
+    else:
+        what = f"one of {names}"
     lines = [
         "---", metadata.to_yaml(), "---", "",
         f"# {params.checkpoint} fine-tuned on {dataset_name}", "",
@@ -50,23 +57,28 @@ def model_card(params, task, evaluation, training, provenance, selection):
         f"Fine-tuned from `{params.checkpoint}` by this project's DVC pipeline (`dvc repro`); "
         "this folder is its `models/` output, declared in `dvc.yaml` as the artifact "
         f"`{ARTIFACT_NAME}`.", "",
-        *(_trial_note(params, training) if params.trial else _usage(task)),
+        *(_trial_note(params, training) if params.trial else _usage(task, params)),
         *_results(task, scored, evaluation, params), *_selection(params, selection), *_training(params, task, training),
         *_data(provenance),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _usage(task):
+def _usage(task, params):
     if len(task.text_columns) == 2:
         call = f'classifier({{"text": "{EXAMPLE_PAIR[0]}", "text_pair": "{EXAMPLE_PAIR[1]}"}})'
     else:
         call = f'classifier("{EXAMPLE_PAIR[0]}")'
-    # A regression's one output is the score itself: no softmax over one "class".
-    options = ', function_to_apply="none"' if task.regression else ""
+    # A regression's one output is the score itself: no softmax over one "class". A multi-label
+    # model's config says multi_label_classification, so pipeline() applies a sigmoid per label.
+    options = ', function_to_apply="none"' if task.regression else ", top_k=None" if task.multi_label else ""
+    # A list in, a list of results out: one text's result is its every label with its probability.
+    listed = "classifier([" + call.removeprefix("classifier(")[:-1] + "])[0]"
+    given = ([f"scores = {listed}", f"print([score[\"label\"] for score in scores if score[\"score\"] >= "
+              f"{params.multi_label_threshold}])"] if task.multi_label else [f"print({call})"])
     return ["## How to use", "", "```python", "from transformers import pipeline", "",
             f'classifier = pipeline("text-classification", model="models"{options})',
-            f"print({call})", "```", "",
+            *given, "```", "",
             f"From another clone or machine: `dvc artifacts get <repository URL> {ARTIFACT_NAME}` "
             "downloads this folder from the project's DVC remote.", ""]
 

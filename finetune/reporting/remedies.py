@@ -13,6 +13,8 @@ runs each over several seeds as DVC experiments and says which fixed the verdict
 import dataclasses
 import math
 
+from finetune.reporting.diagnosis import metric_words
+
 # How far a remedy moves a param: a factor of three on a learning rate is a clear step on
 # the log scale the course sweeps it on; twice the epochs is what "train longer" means.
 LR_FACTOR = 3
@@ -94,8 +96,10 @@ def _learnt(task, diagnosis, validation):
     if task.regression:
         return (f"{validation} loss never got far below the mean's ({diagnosis[f'min_{validation}_loss']:.3f} against "
                 f"{diagnosis['mean_baseline_loss']:.3f})")
-    return (f"{validation} accuracy never got far above the majority's ({diagnosis[f'best_{validation}_accuracy']:.3f} "
-            f"against {diagnosis['majority_baseline']:.3f})")
+    shown, _ = metric_words(task)
+    best = diagnosis[f"best_{validation}_{task.diagnosis_metric}"]
+    baseline = diagnosis["majority_baseline"]
+    return f"{validation} {shown} never got far above the majority's ({best:.3f} against {baseline:.3f})"
 
 
 def _round(value):

@@ -1,6 +1,7 @@
 """Curves of a classifier's probabilities on a labelled split: ROC and precision-recall (for a
-binary task its positive class, else each class against the rest) and calibration (how often the
-predicted class is right against how sure the model was), as CSV rows that `dvc plots` draws
+binary task its positive class, else each class against the rest; a multi-label task's each
+label) and calibration (how often the predicted class is right against how sure the model was;
+for a multi-label task, each label's yes or no at probability 0.5), as CSV rows that `dvc plots` draws
 (one file per curve, metrics/curves/<kind>/) and the report's figures redraw.
 
 They read the predictions files' rows only (labels and probabilities), so a search trial's
@@ -9,6 +10,7 @@ evaluate, which loads no model, writes them too.
 
 import numpy as np
 
+from finetune.core.metrics import label_matrix
 from finetune.core.outputs import atomic_output, write_csv
 from finetune.core.paths import CURVES_DIR
 
@@ -25,20 +27,23 @@ CALIBRATION_COLUMNS = ("confidence", "accuracy", "perfectly_calibrated", "exampl
 
 def curve_files(task, split, rows):
     """{kind: {file name stem: points}} of a labelled split's predictions rows."""
-    labels = [row["label"] for row in rows]
+    truth = label_matrix(rows, "label", task.label_names, task.multi_label)
     probabilities = _probabilities(task, rows)
     # A binary task's curve is its positive class's (the probability its predictions file keeps).
-    classes = task.label_names[1:] if task.num_labels == 2 else task.label_names
+    classes = task.label_names[1:] if task.num_labels == 2 and not task.multi_label else task.label_names
     roc, precision_recall = {}, {}
     for name in classes:
-        truth = np.array([label == name for label in labels])
-        scores = probabilities[:, task.label_names.index(name)]
+        column = task.label_names.index(name)
         stem = f"{split}_{name}"
-        roc[stem], precision_recall[stem] = roc_rows(truth, scores), precision_recall_rows(truth, scores)
-    predicted = probabilities.argmax(axis=1)
-    correct = np.array([task.label_names[index] == label for index, label in zip(predicted, labels, strict=True)])
+        roc[stem] = roc_rows(truth[:, column], probabilities[:, column])
+        precision_recall[stem] = precision_recall_rows(truth[:, column], probabilities[:, column])
+    if task.multi_label:  # every (example, label) decision, as sure as its probability is far from 0.5
+        confidence = np.maximum(probabilities, 1 - probabilities).ravel()
+        correct = ((probabilities >= 0.5) == truth).ravel()
+    else:
+        confidence, correct = probabilities.max(axis=1), truth[np.arange(len(rows)), probabilities.argmax(axis=1)]
     return {"roc": roc, "precision_recall": precision_recall,
-            "calibration": {split: calibration_rows(probabilities.max(axis=1), correct)}}
+            "calibration": {split: calibration_rows(confidence, correct)}}
 
 
 def roc_rows(truth, scores):
@@ -82,7 +87,7 @@ def _cumulative(truth, scores):
 def _probabilities(task, rows):
     """Each row's probability of each class, from the predictions file (a binary task keeps its
     positive class's only)."""
-    if task.num_labels == 2:
+    if task.num_labels == 2 and not task.multi_label:
         positive = np.array([float(row[f"probability_{task.label_names[1]}"]) for row in rows])
         return np.stack([1 - positive, positive], axis=1)
     return np.array([[float(row[f"probability_{name}"]) for name in task.label_names] for row in rows])

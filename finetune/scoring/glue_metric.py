@@ -14,19 +14,22 @@ from finetune.core.metrics import METRICS, metric_values
 
 
 class GlueMetric(evaluate.Metric):
-    def __init__(self, metrics=("accuracy",), num_labels=2, **kwargs):
-        self.metrics, self.num_labels = tuple(metrics), num_labels
+    def __init__(self, metrics=("accuracy",), num_labels=2, multi_label=False, **kwargs):
+        self.metrics, self.num_labels, self.multi_label = tuple(metrics), num_labels, multi_label
         super().__init__(**kwargs)
 
     def _info(self):
-        value = "float32" if any(METRICS[metric].regression for metric in self.metrics) else "int64"
+        value = datasets.Value("float32" if any(METRICS[metric].regression for metric in self.metrics) else "int64")
+        if self.multi_label:  # a 0/1 per label
+            value = datasets.Sequence(value)
         return evaluate.MetricInfo(
             description=f"GLUE's metrics ({', '.join(metric.title for metric in METRICS.values())}) for one task.",
             citation="Wang et al., GLUE: A Multi-Task Benchmark and Analysis Platform for NLU, ICLR 2019.",
-            inputs_description="predictions and references: class indices, or scores for a regression.",
-            features=datasets.Features({"predictions": datasets.Value(value), "references": datasets.Value(value)}),
+            inputs_description="predictions and references: class indices, scores for a regression, or a 0/1 "
+                               "list per example (one per label) for a multi-label task.",
+            features=datasets.Features({"predictions": value, "references": value}),
         )
 
     def _compute(self, predictions, references):
-        values = metric_values(self.metrics, predictions, references, self.num_labels)
+        values = metric_values(self.metrics, predictions, references, self.num_labels, self.multi_label)
         return {metric: float(value) for metric, value in values.items()}

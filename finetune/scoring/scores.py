@@ -7,6 +7,7 @@ the `evaluate` module (`glue_metric.py`), `compute_metrics` and the bootstrap al
 """
 
 import functools
+import json
 from pathlib import Path
 
 import evaluate
@@ -15,40 +16,61 @@ import torch
 
 from finetune.core.metrics import LOSS, metric_values
 from finetune.core.outputs import write_csv
+from finetune.core.tasks import NO_LABEL
 from finetune.data.loading import sorted_by_length
 
 METRIC_SCRIPT = Path(__file__).with_name("glue_metric.py")
 CONFIDENCE = 0.95
-# Resamples drawn at once: bounds memory to ~chunk x examples indices.
+# Resamples drawn at once: bounds memory to ~chunk x examples indices (x labels, multi-label).
 _RESAMPLE_CHUNK = 500
 
 
 @functools.cache
-def _metric_module(task_name, metrics, num_labels):
-    return evaluate.load(str(METRIC_SCRIPT), config_name=task_name, metrics=metrics, num_labels=num_labels)
+def _metric_module(task_name, metrics, num_labels, multi_label):
+    return evaluate.load(str(METRIC_SCRIPT), config_name=task_name, metrics=metrics, num_labels=num_labels,
+                         multi_label=multi_label)
 
 
 def task_metrics(task, predictions, references):
     """The task's metrics, as GLUE reports them, from the project's `evaluate` module."""
-    module = _metric_module(task.name, task.metrics, task.num_labels)
-    return module.compute(predictions=predictions, references=references)
+    module = _metric_module(task.name, task.metrics, task.num_labels, task.multi_label)
+    return module.compute(predictions=predictions, references=references_of(task, references))
 
 
-def predictions_of(task, logits):
-    """Class indices (argmax) or, for a regression, the single output."""
+def references_of(task, labels):
+    """Labels as the metrics score them: a multi-label task's multi-hot floats as 0/1 integers."""
+    labels = np.asarray(labels)
+    return (labels > 0.5).astype(np.int64) if task.multi_label else labels
+
+
+def probabilities_of(task, logits):
+    """Each class's softmax probability, or a multi-label task's sigmoid of each label."""
+    logits = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+    return (logits.sigmoid() if task.multi_label else logits.softmax(dim=-1)).numpy()
+
+
+def predictions_of(task, logits, threshold=0.5):
+    """Class indices (argmax), a multi-label task's 0/1 per label (its probability at least
+    `threshold`, the param multi_label_threshold) or, for a regression, the single output."""
+    if task.multi_label:
+        return (probabilities_of(task, logits) >= threshold).astype(np.int64)
     logits = np.asarray(logits, dtype=np.float32)
     return logits[:, 0] if task.regression else logits.argmax(axis=-1)
 
 
 def example_losses(task, logits, labels):
-    """Each example's loss, as the model's own: cross-entropy, or squared error for a regression."""
+    """Each example's loss, as the model's own: cross-entropy, squared error for a regression, the
+    mean binary cross-entropy of its labels for a multi-label task."""
     logits = torch.from_numpy(np.asarray(logits, dtype=np.float32))
     if task.regression:
         return ((logits[:, 0] - torch.from_numpy(np.asarray(labels, dtype=np.float32))) ** 2).numpy()
+    if task.multi_label:
+        targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=1).numpy()
     return torch.nn.functional.cross_entropy(logits, torch.from_numpy(np.asarray(labels)), reduction="none").numpy()
 
 
-def metrics_function(task):
+def metrics_function(task, threshold=0.5):
     """`Trainer`'s compute_metrics for `task`: logits and labels in, its metrics and loss out.
 
     The loss replaces Trainer's own, a mean of batch losses: on several processes Accelerate
@@ -57,7 +79,7 @@ def metrics_function(task):
     """
     def compute_metrics(eval_prediction):
         logits, labels = eval_prediction.predictions, eval_prediction.label_ids
-        return {**task_metrics(task, predictions_of(task, logits), labels),
+        return {**task_metrics(task, predictions_of(task, logits, threshold), labels),
                 LOSS: float(example_losses(task, logits, labels).mean())}
     return compute_metrics
 
@@ -68,12 +90,13 @@ def bootstrap_intervals(task, predictions, references, losses, resamples, seed):
     Each resample draws len(references) examples with replacement from one seeded
     generator, so the same inputs and seed always give the same intervals.
     """
-    predictions, references, losses = map(np.asarray, (predictions, references, losses))
+    predictions, references, losses = np.asarray(predictions), references_of(task, references), np.asarray(losses)
     generator = np.random.default_rng(seed)
     samples = {metric: [] for metric in (*task.metrics, LOSS)}
-    for start in range(0, resamples, _RESAMPLE_CHUNK):
-        rows = generator.integers(0, len(references), size=(min(_RESAMPLE_CHUNK, resamples - start), len(references)))
-        values = metric_values(task.metrics, predictions[rows], references[rows], task.num_labels)
+    chunk = max(1, _RESAMPLE_CHUNK // task.num_labels) if task.multi_label else _RESAMPLE_CHUNK
+    for start in range(0, resamples, chunk):
+        rows = generator.integers(0, len(references), size=(min(chunk, resamples - start), len(references)))
+        values = metric_values(task.metrics, predictions[rows], references[rows], task.num_labels, task.multi_label)
         for metric, value in values.items():
             samples[metric].append(value)
         samples[LOSS].append(losses[rows].mean(axis=1))
@@ -97,23 +120,30 @@ def predict_split(predictor, task, split_data):
     return ordered["idx"], np.asarray(ordered["labels"]), np.asarray(output.predictions, dtype=np.float32)[order]
 
 
-def point_scores(task, split, logits, labels):
+def point_scores(task, split, logits, labels, threshold=0.5):
     """{<split>_<metric>: value} of the task's metrics and the mean loss, and the per-example losses."""
     losses = example_losses(task, logits, labels)
-    scores = {**task_metrics(task, predictions_of(task, logits), labels), LOSS: float(losses.mean())}
+    scores = {**task_metrics(task, predictions_of(task, logits, threshold), labels), LOSS: float(losses.mean())}
     return {f"{split}_{name}": value for name, value in scores.items()}, losses
 
 
-def write_predictions(path, task, indices, labels, logits):
-    """One row per example: label and prediction (class names, or scores for a regression), and
-    the probability of class 1 (two classes) or of each class."""
-    predictions = predictions_of(task, logits)
-    if task.regression:
+def write_predictions(path, task, indices, labels, logits, threshold=0.5):
+    """One row per example: label and prediction (class names, scores for a regression, a JSON list
+    of names for a multi-label task), and the probability of class 1 (two classes) or of each class
+    (each label). An unlabelled example's label is empty."""
+    predictions = predictions_of(task, logits, threshold)
+    if task.multi_label:
+        probabilities = probabilities_of(task, logits)
+        header = ["idx", "label", "prediction", *(f"probability_{name}" for name in task.label_names)]
+        rows = [[index, "" if NO_LABEL in label else _names(task, label), _names(task, prediction),
+                 *(f"{probability:.6f}" for probability in row)]
+                for index, label, prediction, row in zip(indices, labels, predictions, probabilities, strict=True)]
+    elif task.regression:
         header = ["idx", "label", "prediction"]
         rows = [[index, "" if np.isnan(label) else f"{label:.6f}", f"{prediction:.6f}"]
                 for index, label, prediction in zip(indices, labels.tolist(), predictions.tolist(), strict=True)]
     else:
-        probabilities = torch.from_numpy(logits).softmax(dim=-1).numpy()
+        probabilities = probabilities_of(task, logits)
         shown = [1] if task.num_labels == 2 else list(range(task.num_labels))
         header = ["idx", "label", "prediction", *(f"probability_{task.label_names[label]}" for label in shown)]
         names = [*task.label_names, ""]  # index NO_LABEL (-1): no name
@@ -121,3 +151,8 @@ def write_predictions(path, task, indices, labels, logits):
                 for index, label, prediction, row in zip(indices, labels.tolist(), predictions.tolist(),
                                                          probabilities, strict=True)]
     write_csv(path, header, rows)
+
+
+def _names(task, flags):
+    """A multi-label row's labels as a JSON list of names, in the task's order."""
+    return json.dumps([name for name, flag in zip(task.label_names, flags, strict=True) if flag > 0.5])

@@ -18,9 +18,11 @@ def resolved_class_weights(class_weights, task, train_labels):
     indices of the train split, which `balanced` counts."""
     if class_weights == "none":
         return None
-    if task.regression:
-        raise PipelineError(f"params.yaml: class_weights must be none for a regression task ({task.name} has "
-                            f"scores, not classes), got {class_weights!r}")
+    if task.regression or task.multi_label:
+        kind, has = (("regression", "scores, not classes") if task.regression
+                     else ("multi-label", "label sets, each label a yes or no of its own"))
+        raise PipelineError(f"params.yaml: class_weights must be none for a {kind} task ({task.name} has {has}), "
+                            f"got {class_weights!r}")
     if class_weights == "balanced":
         counts = np.bincount(np.asarray(train_labels), minlength=task.num_labels)
         return {name: round(float(len(train_labels) / (task.num_labels * count)), 6)

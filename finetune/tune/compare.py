@@ -16,7 +16,7 @@ import statistics
 import numpy as np
 
 from finetune.core.errors import PipelineError
-from finetune.core.metrics import higher_is_better, metric_values
+from finetune.core.metrics import higher_is_better, label_matrix, metric_values
 from finetune.core.params import HUB_DATASET, configuration
 from finetune.core.tasks import GLUE_TASKS, load_task
 
@@ -107,8 +107,9 @@ def compare(task, candidate, baseline, split, metric, resamples=10_000, seed=0):
     generator = np.random.default_rng(seed)
     sign = 1 if higher_is_better(metric) else -1
     differences = []
-    for start in range(0, resamples, 1000):
-        count = min(1000, resamples - start)
+    chunk = max(1, 1000 // task.num_labels) if task.multi_label else 1000  # resamples x examples (x labels) at once
+    for start in range(0, resamples, chunk):
+        count = min(chunk, resamples - start)
         rows = generator.integers(0, len(references), size=(count, len(references)))
         means = [_mean_over_runs(task, metric, predictions, references, rows, generator)
                  for predictions in (candidate_predictions, baseline_predictions)]
@@ -124,7 +125,7 @@ def compare(task, candidate, baseline, split, metric, resamples=10_000, seed=0):
 
 def _mean_over_runs(task, metric, predictions, references, rows, generator):
     """Each resample's metric averaged over runs drawn with replacement (all of them for one run)."""
-    values = np.stack([metric_values([metric], run[rows], references[rows], task.num_labels)[metric]
+    values = np.stack([metric_values([metric], run[rows], references[rows], task.num_labels, task.multi_label)[metric]
                        for run in predictions])  # runs x resamples
     if len(predictions) == 1:
         return values[0]
@@ -133,7 +134,8 @@ def _mean_over_runs(task, metric, predictions, references, rows, generator):
 
 
 def _score(task, metric, predictions, references):
-    return np.array([metric_values([metric], run, references, task.num_labels)[metric] for run in predictions])
+    return np.array([metric_values([metric], run, references, task.num_labels, task.multi_label)[metric]
+                     for run in predictions])
 
 
 def _predictions(task, runs, split):
@@ -144,13 +146,16 @@ def _predictions(task, runs, split):
         if rows is None:
             raise PipelineError(f"{run.label} has no metrics/predictions/{split}.csv to compare")
         rows_of_runs.append(sorted(rows, key=lambda row: int(row["idx"])))
+    for run, rows in zip(runs, rows_of_runs, strict=True):
+        if [row["label"] for row in rows] != [row["label"] for row in rows_of_runs[0]]:
+            raise PipelineError(f"{run.label} was scored on other {split} examples than {runs[0].label}")
+    if task.multi_label:  # a 0/1 per label, from the JSON lists of names
+        return (label_matrix(rows_of_runs[0], "label", task.label_names, True),
+                np.array([label_matrix(rows, "prediction", task.label_names, True) for rows in rows_of_runs]))
     if task.regression:
         convert = float
     else:
         index = {name: position for position, name in enumerate(task.label_names)}
         convert = index.__getitem__
     references = np.array([convert(row["label"]) for row in rows_of_runs[0]])
-    for run, rows in zip(runs, rows_of_runs, strict=True):
-        if [row["label"] for row in rows] != [row["label"] for row in rows_of_runs[0]]:
-            raise PipelineError(f"{run.label} was scored on other {split} examples than {runs[0].label}")
     return references, np.array([[convert(row["prediction"]) for row in rows] for rows in rows_of_runs])
