@@ -35,6 +35,7 @@ from finetune.training.history import (
     history_rows,
     mean_train_loss,
 )
+from finetune.training.label_priors import start_from_label_frequencies
 from finetune.training.live import LiveHistory
 from finetune.training.pruning import TrialReporter
 from finetune.training.resume import last_complete_checkpoint, resumable_checkpoint
@@ -51,6 +52,8 @@ def main():
     tokenized = load_tokenized()
     class_weights = resolved_class_weights(params.class_weights, task, tokenized["train"]["labels"])
     model = load_classifier(params.checkpoint, task, dropout=params.dropout)
+    if task.multi_label:
+        start_from_label_frequencies(model, task, tokenized["train"]["labels"])
     trainer, speedups = build_trainer(params, task, model, tokenizer, tokenized["train"].remove_columns("idx"),
                                       evaluation_sets(task, tokenized), str(CHECKPOINT_DIR), class_weights)
     main_process = trainer.is_world_process_zero()

@@ -17,6 +17,10 @@ transformers attention internals (finetune/training/cpu_speedups/, behind `cpu_s
     `sdpa_mask`, BERT's `eager_attention_forward` and the layout of `BertLayer` (its `attention`,
     `feed_forward_chunk`). Tests: tests/test_cpu_speedups.py compares logits, losses and
     gradients with transformers' stock code.
+transformers model layout (finetune/training/label_priors.py)
+  - A sequence classifier's output is its last `nn.Linear` with one output per label and a bias
+    (BERT's `classifier`): a multi-label head starts from train's label frequencies there. Test:
+    below (the model's outputs at the start are the frequencies' log-odds).
 DVCLive
   - `Live._init_dvc` (overridden, finetune/training/live.py): in a Git repository without a
     commit it raises instead of skipping the experiment; nothing public avoids the call. Test:
@@ -123,3 +127,23 @@ def test_dvclive_still_fails_in_a_repository_without_a_commit(tmp_path, monkeypa
     monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
     with pytest.raises(SCMError, match="Empty git repo"):
         Live(dir="live", dvcyaml=None, save_dvc_exp=False)
+
+
+def test_a_multi_label_head_starts_at_the_label_frequencies(tiny_model_dir):
+    import numpy as np
+    import torch
+
+    from finetune.core.tasks import own_data_task
+    from finetune.models import load_classifier
+    from finetune.training.label_priors import start_from_label_frequencies
+    from tests.conftest import padded_tiny_batch
+
+    task = own_data_task("tags", ["text"], ["a", "b", "c"], has_test=False, multi_label=True)
+    model = load_classifier(str(tiny_model_dir), task)
+    train_labels = [[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]]
+    assert start_from_label_frequencies(model, task, train_labels) == {"a": 0.75, "b": 0.25, "c": 0.0}
+    batch = {key: value for key, value in padded_tiny_batch().items() if key != "labels"}
+    with torch.no_grad():
+        probabilities = model(**batch).logits.sigmoid().mean(dim=0).numpy()
+    # The fresh weights add a little to each output; the bias sets where they start.
+    assert probabilities == pytest.approx(np.array([0.75, 0.25, 1e-4]), abs=0.02)

@@ -10,6 +10,7 @@ import pytest
 
 from finetune.core.metrics import LOSS
 from finetune.core.tasks import GLUE_TASKS, TRAIN_SUBSET
+from tests.browser import drawn_plots, open_page
 from tests.conftest import (
     TOPICS,
     multi_label_frame,
@@ -160,6 +161,14 @@ def test_a_multi_label_data_set_runs_end_to_end(tmp_path, tiny_params, glue_parq
     assert "## Per label (validation)" in report and "subset accuracy" in report
     card = (root / "models" / "README.md").read_text()
     assert "top_k=None" in card and "probability 0.4 or more" in card
+
+    # The offline plots page draws each label's ROC and precision-recall curve, and the calibration.
+    dvc(root, env, "plots", "show")
+    dom, requested = open_page(root / "dvc_plots" / "index.html", tmp_path)
+    curve_ids = [f"metrics_curves_{kind}_validation_{name}_csv" for kind in ("roc", "precision_recall")
+                 for name in TOPICS] + ["metrics_curves_calibration_validation_csv"]
+    assert drawn_plots(dom, curve_ids) == set(curve_ids)
+    assert {url for url in requested if not url.startswith("file:")} == set()
 
     # The published model, as a user loads it: every label with its sigmoid probability.
     classifier = pipeline("text-classification", model=str(root / "models"), top_k=None)
