@@ -4,7 +4,13 @@ scikit-learn and SciPy, and the bootstrap intervals against a one-by-one replay.
 import numpy as np
 import pytest
 import scipy.stats
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, matthews_corrcoef
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    matthews_corrcoef,
+    precision_recall_fscore_support,
+)
 
 from finetune.core.tasks import GLUE_TASKS, own_data_task
 from finetune.scoring.scores import bootstrap_intervals, task_metrics
@@ -18,6 +24,13 @@ REFERENCE = {
     "pearson": lambda true, predicted: scipy.stats.pearsonr(true, predicted)[0],
     "spearmanr": lambda true, predicted: scipy.stats.spearmanr(true, predicted)[0],
 }
+# A multi-label task's metrics on 0/1 matrices (examples x labels), as scikit-learn scores indicator matrices.
+MULTI_LABEL_REFERENCE = {
+    "micro_f1": lambda true, predicted: f1_score(true, predicted, average="micro", zero_division=0.0),
+    "macro_f1": lambda true, predicted: f1_score(true, predicted, average="macro", zero_division=0.0),
+    "subset_accuracy": accuracy_score,
+}
+TAGS = own_data_task("tags", ["text"], ["art", "food", "news", "sport", "travel"], True, multi_label=True)
 TASKS = [*GLUE_TASKS.values(), own_data_task("reviews", ["review"], ["negative", "neutral", "positive"], True),
          own_data_task("spam", ["text"], ["ham", "spam"], False)]
 
@@ -56,6 +69,51 @@ def test_balanced_accuracy_and_macro_f1_see_the_minority_class_that_accuracy_hid
     references, predictions = np.array([0] * 95 + [1] * 5), np.zeros(100, dtype=int)
     scores = task_metrics(own_data_task("skewed", ["text"], ["common", "rare"], False), predictions, references)
     assert scores == {"accuracy": 0.95, "f1": 0.0, "balanced_accuracy": 0.5, "macro_f1": pytest.approx(0.95 / 1.95)}
+
+
+def label_sets(seed, size=200, labels=5):
+    """(predictions, references): 0/1 matrices, references with a rare label, predictions 80% right."""
+    generator = np.random.default_rng(seed)
+    references = (generator.random((size, labels)) < [0.5, 0.3, 0.2, 0.1, 0.02][:labels]).astype(int)
+    flipped = generator.random((size, labels)) < 0.2
+    return np.where(flipped, 1 - references, references), references
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multi_label_metrics_match_scikit_learn(seed):
+    predictions, references = label_sets(seed)
+    scores = task_metrics(TAGS, predictions, references.astype(np.float32))  # Trainer's labels are floats
+    assert list(scores) == ["micro_f1", "macro_f1", "subset_accuracy"]
+    for metric, value in scores.items():
+        assert value == pytest.approx(MULTI_LABEL_REFERENCE[metric](references, predictions), abs=1e-6), metric
+
+
+def test_per_label_scores_match_scikit_learn():
+    import json
+
+    from finetune.core.metrics import per_class_scores
+
+    predictions, references = label_sets(4)
+    names = TAGS.label_names
+    rows = [{"label": json.dumps([name for name, flag in zip(names, truth, strict=True) if flag]),
+             "prediction": json.dumps([name for name, flag in zip(names, said, strict=True) if flag])}
+            for truth, said in zip(references, predictions, strict=True)]
+    precision, recall, f1, support = precision_recall_fscore_support(references, predictions, zero_division=0.0)
+    assert per_class_scores(rows, names, multi_label=True) == {
+        name: {"precision": pytest.approx(precision[index], abs=1e-6), "recall": pytest.approx(recall[index], abs=1e-6),
+               "f1": pytest.approx(f1[index], abs=1e-6), "support": support[index]}
+        for index, name in enumerate(names)}
+
+
+def test_multi_label_bootstrap_intervals_match_a_one_by_one_replay():
+    predictions, references = label_sets(9, size=60)
+    losses = np.random.default_rng(8).random(60)
+    # 300 resamples in chunks of 100 (examples x labels bound the memory): one stream of draws all the same.
+    intervals = bootstrap_intervals(TAGS, predictions, references.astype(np.float32), losses, resamples=300, seed=3)
+    replay = np.random.default_rng(3).integers(0, 60, size=(300, 60))
+    for metric, reference in MULTI_LABEL_REFERENCE.items():
+        samples = [reference(references[rows], predictions[rows]) for rows in replay]
+        assert intervals[metric] == pytest.approx(tuple(np.percentile(samples, [2.5, 97.5])), abs=1e-6), metric
 
 
 @pytest.mark.parametrize("task", [GLUE_TASKS["mrpc"], GLUE_TASKS["mnli"], GLUE_TASKS["stsb"]], ids=lambda task: task.name)

@@ -18,7 +18,7 @@ from finetune.reporting.diagnosis import explanation
 from finetune.reporting.remedies import remedies_text
 from finetune.training.trainer import build_trainer, evaluation_sets
 from stages import diagnose, download, evaluate, plot, publish, tokenize, train
-from tests.conftest import SPLIT_ROWS, padded_tiny_batch
+from tests.conftest import SPLIT_ROWS, padded_tiny_batch, write_multi_label_data
 from tests.repos import write_params
 
 
@@ -306,3 +306,23 @@ def test_class_weights_weight_the_loss_and_are_recorded(project, tiny_params):
     labels = load_tokenized()["train"]["labels"]
     assert recorded["balanced"] == {name: pytest.approx(len(labels) / (2 * labels.count(index)), abs=1e-6)
                                     for index, name in enumerate(("not_equivalent", "equivalent"))}
+
+
+def test_a_multi_label_test_file_without_labels_gets_predictions_but_no_metrics(project, tiny_params, tmp_path):
+    folder = write_multi_label_data(tmp_path / "tagged", "list", "json")
+    test_file = folder / "test.json"
+    test_file.write_text(json.dumps([{"text": record["text"]} for record in json.loads(test_file.read_text())]))
+    write_params(project, tiny_params, dataset=str(folder), text_columns=["text"], label_column="topics", max_steps=4)
+    for stage in (download, tokenize, train, evaluate, diagnose, plot):
+        stage.main()
+    provenance = json.loads((project / "data" / "raw" / "provenance.json").read_text())
+    assert provenance["splits"]["test"]["label_counts"] is None
+    assert provenance["splits"]["validation"]["most_common_label_set"]["rows"] == 3
+    metrics = json.loads((project / "metrics" / "evaluation.json").read_text())
+    assert {key.partition("_")[0] for key in metrics} == {"validation"}
+    predictions = read_csv(project / "metrics" / "predictions" / "test.csv")
+    assert len(predictions) == SPLIT_ROWS["test"] and {row["label"] for row in predictions} == {""}
+    assert all(isinstance(json.loads(row["prediction"]), list) for row in predictions)
+    assert list(json.loads((project / "metrics" / "per_class.json").read_text())) == ["validation"]
+    figures = {path.name for path in (project / "metrics" / "report" / "figures").iterdir()}
+    assert "confusion_validation.png" in figures and "confusion_test.png" not in figures

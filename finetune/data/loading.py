@@ -274,6 +274,8 @@ def features(task):
 
 def has_labels(task, labels):
     """Whether every example of a split has a label (GLUE's test splits have none)."""
+    if task.multi_label:  # data/raw's label indices (None: unlabelled) or tokenized multi-hot rows (all NO_LABEL)
+        return all(label_set is not None and NO_LABEL not in label_set for label_set in labels)
     return not any(math.isnan(label) for label in labels) if task.regression else NO_LABEL not in labels
 
 
