@@ -18,7 +18,7 @@ from finetune.reporting.diagnosis import explanation
 from finetune.reporting.remedies import remedies_text
 from finetune.training.trainer import build_trainer, evaluation_sets
 from stages import diagnose, download, evaluate, plot, publish, tokenize, train
-from tests.conftest import SPLIT_ROWS, padded_tiny_batch, write_multi_label_data
+from tests.conftest import SPLIT_ROWS, TOPICS, padded_tiny_batch, write_multi_label_data
 from tests.repos import write_params
 
 
@@ -326,3 +326,24 @@ def test_a_multi_label_test_file_without_labels_gets_predictions_but_no_metrics(
     assert list(json.loads((project / "metrics" / "per_class.json").read_text())) == ["validation"]
     figures = {path.name for path in (project / "metrics" / "report" / "figures").iterdir()}
     assert "confusion_validation.png" in figures and "confusion_test.png" not in figures
+
+
+def test_balanced_class_weights_of_a_multi_label_task_weight_each_labels_positives(project, tiny_params, tmp_path):
+    from finetune.training.class_weights import weighted_loss
+
+    folder = write_multi_label_data(tmp_path / "tagged", "flags")
+    write_params(project, tiny_params, dataset=str(folder), text_columns=["text"], label_column=list(TOPICS),
+                 class_weights="balanced", max_steps=4)
+    for stage in (download, tokenize, train, evaluate, publish):
+        stage.main()
+    flags = torch.tensor(load_tokenized()["train"]["labels"])
+    positives = flags.sum(dim=0)
+    recorded = json.loads((project / "metrics" / "train.json").read_text())["class_weights_used"]
+    # Each label's texts without it over those with it: 48 texts, every non-empty set of 3 labels.
+    assert recorded == {name: pytest.approx(((len(flags) - count) / count).item(), abs=1e-6)
+                        for name, count in zip(TOPICS, positives, strict=True)}
+    assert "The loss weighted each label's positives: animals " in (project / "models" / "README.md").read_text()
+    logits = torch.randn(len(flags), len(TOPICS))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, flags, pos_weight=torch.tensor(list(recorded.values())))
+    assert weighted_loss(recorded, multi_label=True)({"logits": logits}, flags) == pytest.approx(expected.item())

@@ -133,6 +133,9 @@ def _class_weights(params, task, training):
     if not weights:
         return ""
     shown = ", ".join(f"{label} {weights[label]:g}" for label in task.label_names)
+    if task.multi_label:
+        rule = " (`balanced`: its negatives / positives in train)" if params.class_weights == "balanced" else ""
+        return f" The loss weighted each label's positives: {shown}{rule}."
     rule = " (`balanced`: n / (classes x count) of train)" if params.class_weights == "balanced" else ""
     return f" The loss weighted each class: {shown}{rule}."
 

@@ -15,14 +15,17 @@ from finetune.core.errors import PipelineError
 
 def resolved_class_weights(class_weights, task, train_labels):
     """{label name: weight} in the task's label order, or None (`none`). `train_labels`: class
-    indices of the train split, which `balanced` counts."""
+    indices of the train split (a multi-label task's multi-hot rows), which `balanced` counts."""
     if class_weights == "none":
         return None
-    if task.regression or task.multi_label:
-        kind, has = (("regression", "scores, not classes") if task.regression
-                     else ("multi-label", "label sets, each label a yes or no of its own"))
-        raise PipelineError(f"params.yaml: class_weights must be none for a {kind} task ({task.name} has {has}), "
-                            f"got {class_weights!r}")
+    if task.regression:
+        raise PipelineError(f"params.yaml: class_weights must be none for a regression task ({task.name} has "
+                            f"scores, not classes), got {class_weights!r}")
+    if class_weights == "balanced" and task.multi_label:
+        # A label no train text has would get an infinite weight: it counts as one.
+        positives = np.maximum(np.asarray(train_labels, dtype=np.float64).sum(axis=0), 1)
+        return {name: round(float((len(train_labels) - count) / count), 6)
+                for name, count in zip(task.label_names, positives, strict=True)}
     if class_weights == "balanced":
         counts = np.bincount(np.asarray(train_labels), minlength=task.num_labels)
         return {name: round(float(len(train_labels) / (task.num_labels * count)), 6)
@@ -38,12 +41,16 @@ def resolved_class_weights(class_weights, task, train_labels):
     return {label: class_weights[label] for label in task.label_names}
 
 
-def weighted_loss(weights):
+def weighted_loss(weights, multi_label=False):
     """Trainer's `compute_loss_func`: the cross-entropy of a batch with each example weighted by its
-    class (a mean over the batch's weights, PyTorch's rule)."""
+    class (a mean over the batch's weights, PyTorch's rule), or a multi-label task's binary
+    cross-entropy with each label's positives weighted."""
     weight = torch.tensor(list(weights.values()), dtype=torch.float32)
 
     def compute_loss(outputs, labels, num_items_in_batch=None):
-        logits = outputs["logits"]
-        return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weight.to(logits.device))
+        logits = outputs["logits"].float()
+        if multi_label:
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(),
+                                                                        pos_weight=weight.to(logits.device))
+        return torch.nn.functional.cross_entropy(logits, labels, weight=weight.to(logits.device))
     return compute_loss

@@ -119,7 +119,7 @@ def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, 
         compute_metrics=metrics_function(task, params.multi_label_threshold),
         callbacks=callbacks,
         group_by_length=params.group_by_length,
-        compute_loss_func=weighted_loss(class_weights) if class_weights else None,
+        compute_loss_func=weighted_loss(class_weights, task.multi_label) if class_weights else None,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(TrainingProgress(task))
