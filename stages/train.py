@@ -53,7 +53,7 @@ def main():
     class_weights = resolved_class_weights(params.class_weights, task, tokenized["train"]["labels"])
     model = load_classifier(params.checkpoint, task, dropout=params.dropout)
     if task.multi_label:
-        start_from_label_frequencies(model, task, tokenized["train"]["labels"])
+        start_from_label_frequencies(model, task, tokenized["train"]["labels"], class_weights)
     trainer, speedups = build_trainer(params, task, model, tokenizer, tokenized["train"].remove_columns("idx"),
                                       evaluation_sets(task, tokenized), str(CHECKPOINT_DIR), class_weights)
     main_process = trainer.is_world_process_zero()

@@ -147,3 +147,8 @@ def test_a_multi_label_head_starts_at_the_label_frequencies(tiny_model_dir):
         probabilities = model(**batch).logits.sigmoid().mean(dim=0).numpy()
     # The fresh weights add a little to each output; the bias sets where they start.
     assert probabilities == pytest.approx(np.array([0.75, 0.25, 1e-4]), abs=0.02)
+    # Positives weighted by their negatives / positives (class_weights: balanced): every label starts at 0.5.
+    start_from_label_frequencies(model, task, train_labels, {"a": 1 / 3, "b": 3.0, "c": 4.0})
+    with torch.no_grad():
+        probabilities = model(**batch).logits.sigmoid().mean(dim=0).numpy()
+    assert probabilities[:2] == pytest.approx(np.array([0.5, 0.5]), abs=0.02)

@@ -169,6 +169,9 @@ def test_a_multi_label_data_set_runs_end_to_end(tmp_path, tiny_params, glue_parq
                  for name in TOPICS] + ["metrics_curves_calibration_validation_csv"]
     assert drawn_plots(dom, curve_ids) == set(curve_ids)
     assert {url for url in requested if not url.startswith("file:")} == set()
+    # Each titled with its file, which names its label.
+    page = (root / "dvc_plots" / "index.html").read_text()
+    assert all(f'"text": "metrics/curves/roc/validation_{name}.csv"' in page for name in TOPICS)
 
     # The published model, as a user loads it: every label with its sigmoid probability.
     classifier = pipeline("text-classification", model=str(root / "models"), top_k=None)

@@ -8,6 +8,8 @@ whatever the text, and 800 steps later it still did, at lr 1e-4 or 3e-5 with war
 the output bias to the log-odds of each label's train frequency (the prior initialisation of Lin
 et al., "Focal Loss for Dense Object Detection", 2017) starts the loss at the frequencies' level,
 and the same 300 steps learnt from the text (loss 0.157 to 0.113, outputs spread across texts).
+With `class_weights` weighting each label's positives by w, the loss's best constant is the
+odds w x p / (1 - p) instead (0 for `balanced`, whose w is (1 - p) / p), and the bias starts there.
 """
 
 import numpy as np
@@ -19,14 +21,16 @@ from finetune.core.errors import PipelineError
 FREQUENCY_FLOOR = 1e-4
 
 
-def start_from_label_frequencies(model, task, train_labels):
-    """Set the output bias of `model`'s classifier to each label's train log-odds; returns the
-    frequencies {label: share of train examples with it}. `train_labels`: multi-hot rows."""
+def start_from_label_frequencies(model, task, train_labels, positive_weights=None):
+    """Set the output bias of `model`'s classifier to each label's train log-odds (times its
+    positives' weight, {label: w} of class_weights, if any); returns the frequencies {label: share
+    of train examples with it}. `train_labels`: multi-hot rows."""
     frequencies = np.asarray(train_labels, dtype=np.float64).mean(axis=0)
     clipped = frequencies.clip(FREQUENCY_FLOOR, 1 - FREQUENCY_FLOOR)
+    weights = np.array([positive_weights[name] for name in task.label_names]) if positive_weights else 1.0
     output = output_layer(model, task.num_labels)
     with torch.no_grad():
-        output.bias.copy_(torch.from_numpy(np.log(clipped / (1 - clipped))).to(output.bias.dtype))
+        output.bias.copy_(torch.from_numpy(np.log(weights * clipped / (1 - clipped))).to(output.bias.dtype))
     return {name: round(float(share), 6) for name, share in zip(task.label_names, frequencies, strict=True)}
 
 
