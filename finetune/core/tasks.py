@@ -55,7 +55,7 @@ class Task:
     @property
     def diagnosis_metric(self):
         """The score the diagnosis compares across train and validation."""
-        return "pearson" if self.regression else "subset_accuracy" if self.multi_label else "accuracy"
+        return "pearson" if self.regression else "micro_f1" if self.multi_label else "accuracy"
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"

@@ -6,7 +6,10 @@ evidence (what metrics/diagnosis.json holds, so `dvc exp show` can sort by them)
 try. The thresholds are params (`diagnose_*`, documented in params.yaml). The curves read are those of the task's
 (first) validation split and its diagnosis metric: accuracy, or Pearson's r for a regression,
 whose baseline is predicting the train mean (its squared error) instead of the majority class, or
-for a multi-label task subset accuracy, whose baseline is predicting the most common label set.
+for a multi-label task micro-F1, whose baseline is predicting the most common label set for every
+text. (Subset accuracy would call a model that gives rare labels freely, as `class_weights:
+balanced` makes it, underfitting: on GoEmotions, at step 1600, its validation subset accuracy
+was 0.077 against 0.293 for always `neutral`, while its macro-F1, 0.326, was the unweighted run's.)
 """
 
 import json
@@ -96,7 +99,7 @@ def metric_words(task):
     if task.regression:
         return task.diagnosis_metric, "the squared error of predicting the train mean"
     if task.multi_label:
-        return "subset accuracy", "the share of the most common label set"
+        return "micro-F1", "the micro-F1 of always predicting the most common label set"
     return "accuracy", "the share of the majority class"
 
 
@@ -121,13 +124,18 @@ def _mean_of_last(values, count):
 
 def baseline(task):
     """What a model that learnt nothing scores on the (first) validation split: the majority
-    class's share (a multi-label task's most common label set's), or for a regression the squared
-    error of always predicting the train mean."""
+    class's share (a multi-label task: the micro-F1 of always predicting its most common label
+    set), or for a regression the squared error of always predicting the train mean."""
     splits = json.loads(PROVENANCE_FILE.read_text())["splits"]
     validation = splits[task.validation_splits[0]]
     if task.regression:
         return validation["label_variance"] + (validation["label_mean"] - splits["train"]["label_mean"]) ** 2
-    if task.multi_label:
-        return validation["most_common_label_set"]["rows"] / validation["rows"]
+    if task.multi_label:  # the micro-F1 of giving every text the most common set
+        given, counts = set(validation["most_common_label_set"]["labels"]), validation["label_counts"]
+        true_positives = sum(counts[label] for label in given)
+        false_positives = sum(validation["rows"] - counts[label] for label in given)
+        false_negatives = sum(count for label, count in counts.items() if label not in given)
+        denominator = 2 * true_positives + false_positives + false_negatives
+        return 2 * true_positives / denominator if denominator else 0.0
     counts = validation["label_counts"]
     return max(counts.values()) / sum(counts.values())
