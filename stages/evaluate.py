@@ -3,8 +3,8 @@
 Reports the task's metrics (GLUE's, from the project's `evaluate` module) and the mean loss
 per split, each with a 95% bootstrap confidence interval, plus one CSV row per example for
 confusion matrices and scatter plots, and for a classification each class's (each label's)
-precision, recall and F1 (metrics/per_class.json) and the ROC, precision-recall and calibration curves of its
-validation predictions (metrics/curves/). A split without labels (GLUE's test sets) gets
+precision, recall and F1 (metrics/per_class.json) and the ROC, precision-recall and calibration
+curves of its validation predictions (metrics/curves/). A split without labels (GLUE's test sets) gets
 predictions but no metrics. A search trial (param `trial`) publishes the validation scores and
 predictions its train stage made, without intervals: all a search and `finetune pick` read.
 """

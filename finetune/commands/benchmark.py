@@ -42,7 +42,7 @@ COURSE_EPOCHS = 3
 RECIPES = ["course", "stage"]
 
 
-def course_loop(checkpoint, task, train_split, validation_split, tokenizer, pairs, seed):
+def course_loop(checkpoint, task, train_split, validation_split, tokenizer, pairs, seed, threshold=0.5):
     """The course's training loop; returns (seconds, pairs trained, validation scores or None)."""
     set_seed(seed)
     collator = DataCollatorWithPadding(tokenizer)
@@ -68,7 +68,7 @@ def course_loop(checkpoint, task, train_split, validation_split, tokenizer, pair
             if step == steps:
                 break
     seconds = time.perf_counter() - started
-    scores = _validation_scores(task, model, validation_split, collator) if pairs is None else None
+    scores = _validation_scores(task, model, validation_split, collator, threshold) if pairs is None else None
     return seconds, steps * COURSE_BATCH_SIZE, scores
 
 
@@ -88,19 +88,20 @@ def train_stage_run(params, task, train_split, validation_split, tokenized, toke
         trainer.train()
         seconds = time.perf_counter() - started
     trained_pairs = trainer.state.global_step * params.train_batch_size
-    scores = _validation_scores(task, trainer.model, validation_split, DataCollatorWithPadding(tokenizer)) \
-        if pairs is None else None
+    scores = _validation_scores(task, trainer.model, validation_split, DataCollatorWithPadding(tokenizer),
+                                params.multi_label_threshold) if pairs is None else None
     return seconds, trained_pairs, scores
 
 
-def _validation_scores(task, model, validation_split, collator):
+def _validation_scores(task, model, validation_split, collator, threshold):
     """The task's metrics of `model` on validation, in fp32, the same way for both recipes."""
     model.eval()
     predictions = []
     with torch.inference_mode():
         for batch in DataLoader(validation_split, batch_size=64, collate_fn=collator):
             predictions.append(model(**{k: v for k, v in batch.items() if k != "labels"}).logits)
-    return task_metrics(task, predictions_of(task, torch.cat(predictions).numpy()), validation_split["labels"])
+    return task_metrics(task, predictions_of(task, torch.cat(predictions).numpy(), threshold),
+                        validation_split["labels"])
 
 
 def _timed_run(recipe, seed, pairs):
@@ -111,7 +112,8 @@ def _timed_run(recipe, seed, pairs):
     train_split = tokenized["train"].remove_columns("idx")
     validation_split = tokenized[task.validation_splits[0]].remove_columns("idx")
     if recipe == "course":
-        return course_loop(params.checkpoint, task, train_split, validation_split, tokenizer, pairs, seed)
+        return course_loop(params.checkpoint, task, train_split, validation_split, tokenizer, pairs, seed,
+                           params.multi_label_threshold)
     return train_stage_run(params, task, train_split, validation_split, tokenized, tokenizer, pairs, seed)
 
 

@@ -1,8 +1,8 @@
 """Curves of a classifier's probabilities on a labelled split: ROC and precision-recall (for a
 binary task its positive class, else each class against the rest; a multi-label task's each
 label) and calibration (how often the predicted class is right against how sure the model was;
-for a multi-label task, each label's yes or no at probability 0.5), as CSV rows that `dvc plots` draws
-(one file per curve, metrics/curves/<kind>/) and the report's figures redraw.
+for a multi-label task, each label's yes or no at probability 0.5), as CSV rows that `dvc plots`
+draws (one file per curve, metrics/curves/<kind>/) and the report's figures redraw.
 
 They read the predictions files' rows only (labels and probabilities), so a search trial's
 evaluate, which loads no model, writes them too.
