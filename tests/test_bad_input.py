@@ -54,7 +54,7 @@ BAD_PARAMS = [
     ("threshold-one", changed(multi_label_threshold=1), "multi_label_threshold must be in (0, 1), got 1.0"),
     ("delimiter-number", changed(label_delimiter=1), "label_delimiter must be a string (\"\": one label per cell), got 1"),
     ("label-columns-one", changed(dataset=".", text_columns=["text"], label_column=["spam"]),
-     "label_column must name one column, or two or more distinct 0/1 columns (one per label), got ('spam',)"),
+     "label_column must name one column, or two or more distinct 0/1 columns (one per label), got ['spam']"),
     ("delimiter-for-glue", changed(label_delimiter=","),
      "label_delimiter must be \"\" for a GLUE task, whose labels are single classes (label_delimiter is for your "
      "own data), got ','"),

@@ -235,8 +235,10 @@ def _check_ranges(source, params):
         require(1 <= len(params.text_columns) <= 2, "text_columns",
                 f"must name one or two columns of the files in {params.dataset} (a sentence, or a pair)")
     if isinstance(params.label_column, tuple):
-        require(len(params.label_column) >= 2 and len(set(params.label_column)) == len(params.label_column),
-                "label_column", "must name one column, or two or more distinct 0/1 columns (one per label)")
+        columns = params.label_column
+        if len(columns) < 2 or len(set(columns)) < len(columns):
+            raise PipelineError(f"{source}: label_column must name one column, or two or more distinct 0/1 columns "
+                                f"(one per label), got {list(columns)!r}")
         require(params.label_delimiter == "", "label_delimiter",
                 "must be \"\" when label_column names 0/1 columns, which hold no label names")
     # Combinations that would run, but not as asked.
