@@ -193,12 +193,24 @@ def test_a_classifier_of_three_classes_gets_a_curve_per_class_against_the_rest(t
     write_curves(task, {"validation": read_csv(tmp_path / "metrics" / "predictions" / "validation.csv")})
     curves = tmp_path / "metrics" / "curves"
     assert sorted(str(path.relative_to(curves)) for path in curves.rglob("*.csv")) == [
-        "calibration/validation.csv", *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc")
-                                        for name in names)]
+        "calibration/validation.csv", "confusion/validation.csv",
+        *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc") for name in names)]
     roc = read_csv(curves / "roc" / "validation_neutral.csv")
     assert (roc[0]["false_positive_rate"], roc[-1]["true_positive_rate"]) == ("0.0", "1.0")
     calibration = read_csv(curves / "calibration" / "validation.csv")
     assert sum(int(row["examples"]) for row in calibration) == 60
+    # The confusion matrix's pairs: each example's label and prediction.
+    assert [(row["label"], row["prediction"]) for row in read_csv(curves / "confusion" / "validation.csv")] == [
+        (names[label], names[row.argmax()]) for label, row in zip(labels, probabilities, strict=True)]
+
+
+def test_a_multi_label_confusion_pairs_each_label_with_none_where_it_was_missed_or_wrongly_given():
+    from finetune.scoring.curves import confusion_rows
+
+    task = own_data_task("tags", ["text"], ["art", "food", "news"], False, multi_label=True)
+    rows = [{"label": '["art", "news"]', "prediction": '["art", "food"]'}, {"label": "[]", "prediction": "[]"},
+            {"label": '["food"]', "prediction": "[]"}]
+    assert confusion_rows(task, rows) == [("art", "art"), ("(none)", "food"), ("news", "(none)"), ("food", "(none)")]
 
 
 def test_a_regression_has_no_curves(tmp_path, monkeypatch):

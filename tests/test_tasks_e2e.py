@@ -105,7 +105,8 @@ def test_an_imbalanced_data_set_trains_with_balanced_class_weights(tmp_path, tin
         name: validation_labels.count(name) for name in ("common", "rare")}
     folder = root / "metrics" / "curves"
     curves = sorted(str(path.relative_to(folder)) for path in folder.rglob("*.csv"))
-    assert curves == ["calibration/validation.csv", "precision_recall/validation_rare.csv", "roc/validation_rare.csv"]
+    assert curves == ["calibration/validation.csv", "confusion/validation.csv", "precision_recall/validation_rare.csv",
+                      "roc/validation_rare.csv"]
     metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
     assert {"validation_balanced_accuracy", "validation_balanced_accuracy_ci_low", "validation_macro_f1"} <= set(metrics)
     assert "The loss weighted each class: common " in (root / "models" / "README.md").read_text()
@@ -149,8 +150,13 @@ def test_a_multi_label_data_set_runs_end_to_end(tmp_path, tiny_params, glue_parq
         name: sum(name in labels for labels in truth) for name in TOPICS}
     folder = root / "metrics" / "curves"
     assert sorted(str(path.relative_to(folder)) for path in folder.rglob("*.csv")) == [
-        "calibration/validation.csv", *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc")
-                                        for name in TOPICS)]
+        "calibration/validation.csv", "confusion/validation.csv",
+        *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc") for name in TOPICS)]
+    # The confusion matrix's pairs: a label rightly given on the diagonal, "(none)" for the rest.
+    pairs = pd.read_csv(folder / "confusion" / "validation.csv")
+    given = sum(len(json.loads(cell)) for cell in predictions["prediction"])
+    assert (pairs["prediction"] != "(none)").sum() == given
+    assert (pairs["label"] != "(none)").sum() == sum(len(labels) for labels in truth)
     # The diagnosis reads micro-F1 against always predicting the most common label set: 7 sets cycle
     # over 16 rows, so the first, {animals}, is the most common; animals is in 9 of them, places in 9,
     # times in 8: 9 right, 7 wrongly given, 17 missed.

@@ -4,9 +4,16 @@ label) and calibration (how often the predicted class is right against how sure 
 for a multi-label task, each label's yes or no at probability 0.5), as CSV rows that `dvc plots`
 draws (one file per curve, metrics/curves/<kind>/) and the report's figures redraw.
 
+Beside them, the pairs (label, prediction) that `dvc plots`' confusion matrix counts: a
+classifier's one pair per example; a multi-label task's one per label an example has or is given,
+"(none)" on the side where it is not (a missed label, a label given wrongly), so that its matrix
+reads like the report's per-label figure rather than as label sets against label sets.
+
 They read the predictions files' rows only (labels and probabilities), so a search trial's
 evaluate, which loads no model, writes them too.
 """
+
+import json
 
 import numpy as np
 
@@ -15,14 +22,18 @@ from finetune.core.outputs import atomic_output, write_csv
 from finetune.core.paths import CURVES_DIR
 
 FOLDER_README = """ROC and precision-recall curves of a classifier's validation predictions (a file per class
-against the rest; a binary task's positive class), and its calibration; none for a regression.
-Written by the evaluate stage (finetune/scoring/curves.py), drawn by `dvc plots show`.
+against the rest; a binary task's positive class), its calibration, and the (label, prediction)
+pairs of its confusion matrix; none for a regression. Written by the evaluate stage
+(finetune/scoring/curves.py), drawn by `dvc plots show`.
 """
 CALIBRATION_BINS = 10
 # Columns of each curve's file, x first.
 ROC_COLUMNS = ("false_positive_rate", "true_positive_rate", "threshold")
 PRECISION_RECALL_COLUMNS = ("recall", "precision", "threshold")
 CALIBRATION_COLUMNS = ("confidence", "accuracy", "perfectly_calibrated", "examples")
+CONFUSION_COLUMNS = ("label", "prediction")
+# A multi-label confusion pair's other side: the label was not there, or not given.
+NO_LABEL_NAME = "(none)"
 
 
 def curve_files(task, split, rows):
@@ -43,7 +54,20 @@ def curve_files(task, split, rows):
     else:
         confidence, correct = probabilities.max(axis=1), truth[np.arange(len(rows)), probabilities.argmax(axis=1)]
     return {"roc": roc, "precision_recall": precision_recall,
-            "calibration": {split: calibration_rows(confidence, correct)}}
+            "calibration": {split: calibration_rows(confidence, correct)},
+            "confusion": {split: confusion_rows(task, rows)}}
+
+
+def confusion_rows(task, rows):
+    """The (label, prediction) pairs of a split's confusion matrix."""
+    if not task.multi_label:
+        return [(row["label"], row["prediction"]) for row in rows]
+    pairs = []
+    for row in rows:
+        truth, given = set(json.loads(row["label"])), set(json.loads(row["prediction"]))
+        pairs += [(name if name in truth else NO_LABEL_NAME, name if name in given else NO_LABEL_NAME)
+                  for name in task.label_names if name in truth | given]
+    return pairs
 
 
 def roc_rows(truth, scores):
@@ -96,7 +120,8 @@ def _probabilities(task, rows):
 def write_curves(task, labelled, folder=CURVES_DIR):
     """The curves of each validation split in `labelled` ({split: its labelled prediction rows};
     none for a regression), as CSV files under `folder`/<kind>/."""
-    columns = {"roc": ROC_COLUMNS, "precision_recall": PRECISION_RECALL_COLUMNS, "calibration": CALIBRATION_COLUMNS}
+    columns = {"roc": ROC_COLUMNS, "precision_recall": PRECISION_RECALL_COLUMNS, "calibration": CALIBRATION_COLUMNS,
+               "confusion": CONFUSION_COLUMNS}
     with atomic_output(folder) as staging:
         staging.mkdir(parents=True)
         # Git keeps no empty folder: this file keeps the output in every clone, a regression's too.
