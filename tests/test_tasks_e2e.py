@@ -154,8 +154,8 @@ def test_a_multi_label_data_set_runs_end_to_end(tmp_path, tiny_params, glue_parq
         *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc") for name in TOPICS)]
     # The confusion matrix's pairs: a label rightly given on the diagonal, "(none)" for the rest.
     pairs = pd.read_csv(folder / "confusion" / "validation.csv")
-    given = sum(len(json.loads(cell)) for cell in predictions["prediction"])
-    assert (pairs["prediction"] != "(none)").sum() == given
+    labels_given = sum(len(json.loads(cell)) for cell in predictions["prediction"])
+    assert (pairs["prediction"] != "(none)").sum() == labels_given
     assert (pairs["label"] != "(none)").sum() == sum(len(labels) for labels in truth)
     # The diagnosis reads micro-F1 against always predicting the most common label set: 7 sets cycle
     # over 16 rows, so the first, {animals}, is the most common; animals is in 9 of them, places in 9,
