@@ -13,13 +13,18 @@ from tests.conftest import TOPICS, write_multi_label_data, write_own_data, write
 from tests.test_bad_input import run_failing
 
 
-def own_files(fmt, text_columns, label_column, labels, damage=lambda folder: None):
-    """Writes your own data (train, validation and test files), then damages it."""
+def damaged(write_files, damage):
+    """A writer of a data folder: `write_files(folder)`, then `damage(folder)`."""
     def write(folder):
-        write_own_data(folder, fmt, text_columns, label_column, labels)
+        write_files(folder)
         damage(folder)
         return folder
     return write
+
+
+def own_files(fmt, text_columns, label_column, labels, damage=lambda folder: None):
+    """Writes your own data (train, validation and test files), then damages it."""
+    return damaged(lambda folder: write_own_data(folder, fmt, text_columns, label_column, labels), damage)
 
 
 def own_cell(file_name, row, column, value):
@@ -105,11 +110,7 @@ def test_bad_own_data_is_named_with_file_row_and_problem(project, tiny_params, t
 
 def tagged_files(form, damage=lambda folder: None, fmt=None):
     """A multi-label set (tests/conftest.py's TOPICS) in one of its forms, then damaged."""
-    def write(folder):
-        write_multi_label_data(folder, form, fmt)
-        damage(folder)
-        return folder
-    return write
+    return damaged(lambda folder: write_multi_label_data(folder, form, fmt), damage)
 
 
 def tagged_cell(file_name, row, column, value):
