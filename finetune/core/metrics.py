@@ -2,8 +2,8 @@
 better, whether it scores class indices or a regression's scores, and which tasks of your own data
 report it (GLUE's tasks name theirs in finetune/core/tasks.py).
 
-A multi-label task's metrics score label sets: 0/1 matrices of examples x labels (the `label_sets`
-computation; macro-F1 has both).
+A multi-label task's metrics score label sets, 0/1 matrices of examples x labels, through their
+counts per label (the `label_sets` computation; macro-F1 has both).
 
 Params validation (`best_model_metric`), scoring and its bootstrap (finetune/scoring/), the
 diagnosis and the figures, the model card and the commands that rank runs all read this table:
@@ -31,8 +31,8 @@ class Metric:
     # Which tasks report it besides those that name it (GLUE's, finetune/core/tasks.py): "classification"
     # every classification task; "own classification", "own binary", "own regression" your own data's.
     reported_by: str | None
-    # A multi-label task's computation, on 0/1 matrices (..., examples, labels); such a task
-    # reports every metric that has one.
+    # A multi-label task's computation, from the LabelSetCounts of its 0/1 matrices (examples x
+    # labels); such a task reports every metric that has one.
     label_sets: Callable | None = None
 
 
@@ -94,25 +94,45 @@ def _spearman(predictions, references, num_labels=1):
     return _pearson(scipy.stats.rankdata(predictions, axis=-1), scipy.stats.rankdata(references, axis=-1))
 
 
-def _label_counts(predictions, references):
-    """True positives, false positives and false negatives of each label (the last axis)."""
-    return ((predictions & references).sum(axis=-2), (predictions & ~references).sum(axis=-2),
-            (~predictions & references).sum(axis=-2))
+@dataclasses.dataclass(frozen=True)
+class LabelSetCounts:
+    """What a multi-label task's metrics are computed from, per label and over examples (leading
+    axes: one set of predictions, or one resample a row)."""
+    true_positives: np.ndarray  # (..., labels)
+    false_positives: np.ndarray
+    false_negatives: np.ndarray
+    exact: np.ndarray  # (...): examples whose predicted set is exactly right
+    examples: int
 
 
-def _micro_f1(predictions, references, num_labels):
+def label_set_counts(predictions, references, weights=None):
+    """LabelSetCounts of 0/1 matrices (..., examples, labels). `weights`: (resamples, examples),
+    how often each example is in each bootstrap resample, which makes a resample's counts one
+    matrix product instead of a copy of its examples (28 labels: 74 s a GoEmotions split)."""
+    predictions, references = np.asarray(predictions, dtype=bool), np.asarray(references, dtype=bool)
+    outcomes = [predictions & references, predictions & ~references, ~predictions & references,
+                (predictions == references).all(axis=-1)]
+    if weights is None:
+        counted = [outcome.sum(axis=-2) for outcome in outcomes[:3]] + [outcomes[3].sum(axis=-1)]
+    else:
+        counted = [weights @ outcome.astype(np.float64) for outcome in outcomes]
+    return LabelSetCounts(*counted, examples=predictions.shape[-2])
+
+
+def _micro_f1(counts):
     """F1 of every (example, label) decision pooled: frequent labels weigh more."""
-    return _f1_of_counts(*(counts.sum(axis=-1) for counts in _label_counts(predictions, references)))
+    return _f1_of_counts(counts.true_positives.sum(axis=-1), counts.false_positives.sum(axis=-1),
+                         counts.false_negatives.sum(axis=-1))
 
 
-def _label_macro_f1(predictions, references, num_labels):
+def _label_macro_f1(counts):
     """The mean of each label's F1: a rare label weighs as much as a frequent one."""
-    return _f1_of_counts(*_label_counts(predictions, references)).mean(axis=-1)
+    return _f1_of_counts(counts.true_positives, counts.false_positives, counts.false_negatives).mean(axis=-1)
 
 
-def _subset_accuracy(predictions, references, num_labels):
+def _subset_accuracy(counts):
     """The share of examples whose predicted label set is exactly right."""
-    return (predictions == references).all(axis=-1).mean(axis=-1)
+    return counts.exact / counts.examples
 
 
 METRICS = {metric.name: metric for metric in (
@@ -134,11 +154,15 @@ def metric_values(metrics, predictions, references, num_labels, multi_label=Fals
     matrix of them (one resample a row). `multi_label`: 0/1 matrices of examples x labels."""
     predictions, references = np.asarray(predictions), np.asarray(references)
     if multi_label:
-        predictions, references = predictions.astype(bool), references.astype(bool)
-        return {metric: METRICS[metric].label_sets(predictions, references, num_labels) for metric in metrics}
+        return label_set_values(metrics, label_set_counts(predictions, references))
     if any(METRICS[metric].regression for metric in metrics):
         predictions, references = predictions.astype(float), references.astype(float)
     return {metric: METRICS[metric].compute(predictions, references, num_labels) for metric in metrics}
+
+
+def label_set_values(metrics, counts):
+    """{metric: value} of a multi-label task's metrics from their LabelSetCounts."""
+    return {metric: METRICS[metric].label_sets(counts) for metric in metrics}
 
 
 def interval_text(scores, key):
@@ -174,7 +198,8 @@ def per_class_scores(rows, label_names, multi_label=False):
     a class never predicted (scikit-learn's zero_division=0). A multi-label task's rows: each label
     against the rest."""
     truth, predicted = (label_matrix(rows, column, label_names, multi_label) for column in ("label", "prediction"))
-    true_positives, false_positives, false_negatives = _label_counts(predicted, truth)
+    counts = label_set_counts(predicted, truth)
+    true_positives, false_positives, false_negatives = counts.true_positives, counts.false_positives, counts.false_negatives
     f1 = _f1_of_counts(true_positives, false_positives, false_negatives)
     scores = {}
     for position, name in enumerate(label_names):

@@ -14,14 +14,14 @@ import evaluate
 import numpy as np
 import torch
 
-from finetune.core.metrics import LOSS, metric_values
+from finetune.core.metrics import LOSS, label_set_counts, label_set_values, metric_values
 from finetune.core.outputs import write_csv
 from finetune.core.tasks import NO_LABEL
 from finetune.data.loading import sorted_by_length
 
 METRIC_SCRIPT = Path(__file__).with_name("glue_metric.py")
 CONFIDENCE = 0.95
-# Resamples drawn at once: bounds memory to ~chunk x examples indices (x labels, multi-label).
+# Resamples drawn at once: bounds memory to ~chunk x examples indices.
 _RESAMPLE_CHUNK = 500
 
 
@@ -93,10 +93,12 @@ def bootstrap_intervals(task, predictions, references, losses, resamples, seed):
     predictions, references, losses = np.asarray(predictions), references_of(task, references), np.asarray(losses)
     generator = np.random.default_rng(seed)
     samples = {metric: [] for metric in (*task.metrics, LOSS)}
-    chunk = max(1, _RESAMPLE_CHUNK // task.num_labels) if task.multi_label else _RESAMPLE_CHUNK
-    for start in range(0, resamples, chunk):
-        rows = generator.integers(0, len(references), size=(min(chunk, resamples - start), len(references)))
-        values = metric_values(task.metrics, predictions[rows], references[rows], task.num_labels, task.multi_label)
+    for start in range(0, resamples, _RESAMPLE_CHUNK):
+        rows = generator.integers(0, len(references), size=(min(_RESAMPLE_CHUNK, resamples - start), len(references)))
+        if task.multi_label:  # each resample as how often it draws each example: its counts, a matrix product
+            values = label_set_values(task.metrics, label_set_counts(predictions, references, _draws(rows)))
+        else:
+            values = metric_values(task.metrics, predictions[rows], references[rows], task.num_labels)
         for metric, value in values.items():
             samples[metric].append(value)
         samples[LOSS].append(losses[rows].mean(axis=1))
@@ -105,6 +107,13 @@ def bootstrap_intervals(task, predictions, references, losses, resamples, seed):
         name: tuple(float(bound) for bound in np.percentile(np.concatenate(values), [tail, 100 - tail]))
         for name, values in samples.items()
     }
+
+
+def _draws(rows):
+    """(resamples, examples): how many times each resample (a row of example indices) draws each example."""
+    resamples, examples = rows.shape
+    offsets = rows + examples * np.arange(resamples)[:, None]
+    return np.bincount(offsets.ravel(), minlength=resamples * examples).reshape(resamples, examples).astype(np.float64)
 
 
 def predict_split(predictor, task, split_data):
