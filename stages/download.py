@@ -42,14 +42,15 @@ def _label_summary(split_data, task):
     and name the most common label set (what a model that learnt nothing would predict)."""
     labels = split_data.data.column("label").to_pylist()
     labels = labels if has_labels(task, labels) else None
+    if task.multi_label and labels is None:
+        return {"label_counts": None, "most_common_label_set": None}
     if task.multi_label:
-        counts = collections.Counter(label for label_set in labels or () for label in label_set)
-        sets = collections.Counter(tuple(label_set) for label_set in labels or ())
+        counts = collections.Counter(label for label_set in labels for label in label_set)
         # Of sets as common as each other, the one seen first (most_common keeps insertion order).
-        common_set, common_rows = sets.most_common(1)[0] if labels else ((), 0)
-        return {"label_counts": {name: counts[index] for index, name in enumerate(task.label_names)} if labels else None,
+        common_set, common_rows = collections.Counter(map(tuple, labels)).most_common(1)[0]
+        return {"label_counts": {name: counts[index] for index, name in enumerate(task.label_names)},
                 "most_common_label_set": {"labels": [task.label_names[index] for index in common_set],
-                                          "rows": common_rows} if labels else None}
+                                          "rows": common_rows}}
     if task.regression:
         return {"label_mean": statistics.fmean(labels) if labels else None,
                 "label_variance": statistics.pvariance(labels) if labels else None}

@@ -84,9 +84,9 @@ def _names_in_cell(path, row, value, source):
     if value is None or (isinstance(value, float) and value != value):
         return set() if source.delimiter and source.allow_empty else None
     if source.delimiter and isinstance(value, str):
-        parts = [part.strip() for part in value.split(source.delimiter)]
         if not value.strip():
             return set() if source.allow_empty else None
+        parts = [part.strip() for part in value.split(source.delimiter)]
         if not all(parts):
             raise PipelineError(f"{path} row {row}: label list {value!r} has an empty name between "
                                 f"{source.delimiter!r} delimiters")
