@@ -38,3 +38,17 @@ def test_a_single_run_has_no_spread():
     (group,) = group_by_params([run_row(42, 5e-5, 0.87)])
     assert math.isnan(group.summary("validation_f1")[1])
     assert "0.8700 ±" not in format_table([group]) and "0.8700" in format_table([group])
+
+
+def test_pruned_trials_are_left_out_and_a_seed_counts_once():
+    rows = [
+        run_row(42, 5e-5, 0.87),  # the commit's run...
+        run_row(42, 5e-5, 0.87),  # ...and an experiment equal to it
+        {**run_row(1, 5e-5, 0.85), "trial": "s/0", "trial_state": "complete"},
+        run_row(1, 5e-5, 0.85),  # the trial's params and seed, run in full
+        {**run_row(2, 5e-5, 0.20), "trial": "s/1", "trial_state": "pruned"},  # stopped early on a low score
+    ]
+    (group,) = group_by_params(rows)
+    assert [(int(run["seed"]), run["trial"]) for run in group.runs] == [(42, ""), (1, "")]
+    mean, spread = group.summary("validation_f1")
+    assert mean == pytest.approx(0.86) and spread == pytest.approx(0.0141421, abs=1e-6)

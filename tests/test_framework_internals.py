@@ -30,6 +30,11 @@ Optuna (finetune/training/pruning.py)
     storage's ids (`get_study_id_from_name`, `get_trial_id_from_study_id_trial_number`): the trial
     the search asked for runs in another process, and Optuna's public API hands a trial only to
     the process that asked. Test: below, and tests/test_tune.py's pruning tests.
+Optuna's optimisation loop (finetune/tune/search.py, study_budget.py)
+  - `study.optimize(n_trials=1)` stores its trial, RUNNING, before it calls the objective in the
+    calling thread (the budget lock is let go there, once the next worker can count the trial),
+    and a KeyboardInterrupt the objective raises fails the trial and passes through (an
+    interrupted trial, re-queued at the next start). Test: below.
 DVC experiments (finetune/tune/experiments.py)
   - An experiment's Git ref is refs/exps/<2 hex>/<38 hex of its baseline>/<name>, and `dvc exp
     run --temp` prints "Reproducing experiment" once it has stashed its params and runs on its
@@ -152,3 +157,21 @@ def test_a_multi_label_head_starts_at_the_label_frequencies(tiny_model_dir):
     with torch.no_grad():
         probabilities = model(**batch).logits.sigmoid().mean(dim=0).numpy()
     assert probabilities[:2] == pytest.approx(np.array([0.5, 0.5]), abs=0.02)
+
+
+def test_optuna_stores_the_trial_before_the_objective_runs_and_fails_it_on_keyboard_interrupt():
+    import threading
+
+    import optuna
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    seen = []
+
+    def objective(trial):
+        seen.append((threading.get_ident(), [other.state.name for other in study.get_trials(deepcopy=False)]))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+    assert seen == [(threading.get_ident(), ["RUNNING"])]
+    assert [trial.state.name for trial in study.trials] == ["FAIL"]

@@ -1,10 +1,11 @@
 """A study in a real PostgreSQL server (Debian's package, started and stopped here in a temporary
-folder): the storage that workers on several machines share."""
+folder): the storage that workers on several machines share, its budget exact over them."""
 
 import getpass
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+
+from tests.workers import three_workers_with_one_killed
 
 pytestmark = pytest.mark.slow
 
@@ -64,3 +67,13 @@ def test_a_study_in_postgresql_runs_its_trials_as_experiments(postgres_url, tuni
     run(FINETUNE, "study-report", "--study", "in-postgres", "--storage", postgres_url)
     assert "| 0 | `in-postgres-0` | complete |" in (root / "tuning" / "in-postgres" / "report.md").read_text()
     assert not (root / "tuning" / "studies.db").exists() and os.listdir(root / "tuning" / "in-postgres")
+
+
+def test_three_workers_on_postgresql_with_a_budget_of_four_finish_four_after_one_is_killed(postgres_url,
+                                                                                         tuning_repository,
+                                                                                         reproduced_repository):
+    # Killed outright, with its process group, as a machine's loss would: the trial's heartbeat
+    # goes silent and another worker re-queues it; its dvc exp run ends with it all the same.
+    root, _ = tuning_repository
+    three_workers_with_one_killed(root, reproduced_repository.env, postgres_url,
+                                  lambda worker: os.killpg(worker.pid, signal.SIGKILL))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from tests.repos import experiments_by_name, run_metrics, run_params, runner, study_storage
 
@@ -83,9 +84,16 @@ def test_a_failing_trial_is_recorded_with_its_error_and_the_study_goes_on(tuning
     study = optuna.create_study(study_name="failing", storage=study_storage(root), direction="maximize")
     study.enqueue_trial({"max_length": 100})  # beyond the tiny model's 64 positions: tokenize stops
     study.enqueue_trial({"max_length": 32})
-    output = run(FINETUNE, "search", "--study", "failing", "--space", "fail.yaml", "--trials", "2")
+    run("git", "add", "fail.yaml")
+    run("git", "commit", "-q", "-m", "a space of a value that fails")
+    output = run(FINETUNE, "search", "--study", "failing", "--space", "fail.yaml", "--trials", "2", "--retries", "1")
     assert "search: trial 0 (failing-0) failed: error: params.yaml: max_length must be in [5, 64]" in output
+    # Run again once (--retries 1), after the queued trial; failed again, it counts as failed.
+    assert "search: trial 0 failed (retry 1 of 1): its params run again" in output
+    assert "search: trial 2 (failing-2) failed: error: params.yaml: max_length must be in [5, 64]" in output
     study = optuna.load_study(study_name="failing", storage=study_storage(root))
-    assert [trial.state.name for trial in study.trials] == ["FAIL", "COMPLETE"]
-    assert study.trials[0].user_attrs["error"].startswith("error: params.yaml: max_length must be in [5, 64]")
-    assert "failing-0" not in experiments_by_name(run) and "failing-1" in experiments_by_name(run)
+    assert [trial.state.name for trial in study.trials] == ["FAIL", "COMPLETE", "FAIL"]
+    assert RetryHeartbeatStaleTrialCallback.retry_history(study.trials[2]) == [0]
+    for failed in (study.trials[0], study.trials[2]):
+        assert failed.user_attrs["error"].startswith("error: params.yaml: max_length must be in [5, 64]")
+    assert {"failing-0", "failing-2"}.isdisjoint(experiments_by_name(run)) and "failing-1" in experiments_by_name(run)

@@ -3,6 +3,7 @@ commands' bad input, and a search trial's stages (reporting to its study, pruned
 
 import dataclasses
 import json
+import subprocess
 
 import numpy as np
 import optuna
@@ -31,10 +32,23 @@ train_batch_size: {choices: [16, 32, 64]}
 
 @pytest.fixture
 def in_project(tmp_path, monkeypatch):
-    """A folder with the project's params.yaml as the working directory."""
+    """A Git repository with the project's params.yaml as the working directory."""
     (tmp_path / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
     monkeypatch.chdir(tmp_path)
+    commit_all(tmp_path)
     return tmp_path
+
+
+def commit_all(folder):
+    """Commits every file of `folder`: a search reads its space and params from the commit its trials run."""
+    for command in (["init", "-q"], ["add", "-A"], ["-c", "user.name=test", "-c", "user.email=test@example.com",
+                                                     "commit", "-q", "--allow-empty", "-m", "files"]):
+        subprocess.run(["git", *command], cwd=folder, check=True, capture_output=True)
+
+
+def write_space(folder, text):
+    (folder / "search.yaml").write_text(text)
+    commit_all(folder)
 
 
 def test_the_search_space_file_gives_typed_dimensions(in_project):
@@ -81,7 +95,7 @@ BAD_SPACES = [
 
 @pytest.mark.parametrize(("text", "message"), [case[1:] for case in BAD_SPACES], ids=[case[0] for case in BAD_SPACES])
 def test_a_bad_search_space_stops_the_search_before_any_trial(in_project, capsys, text, message):
-    (in_project / "search.yaml").write_text(text + "\n")
+    write_space(in_project, text + "\n")
     with pytest.raises(SystemExit) as stopped:
         cli(["search", "--study", "s", "--trials", "3"])
     error = capsys.readouterr().err
@@ -98,7 +112,7 @@ def test_a_bad_search_space_stops_the_search_before_any_trial(in_project, capsys
      "error: study storage postgresql://tuner@127.0.0.1:9/studies is unreachable ("),
 ])
 def test_a_bad_budget_name_or_storage_stops_with_one_line(in_project, capsys, arguments, message):
-    (in_project / "search.yaml").write_text(GOOD_SPACE)
+    write_space(in_project, GOOD_SPACE)
     with pytest.raises(SystemExit) as stopped:
         cli(["search", "--study", "s", *arguments] if "--study" not in arguments else ["search", *arguments])
     error = capsys.readouterr().err
@@ -206,6 +220,19 @@ def test_a_gain_inside_the_seed_noise_is_no_winner():
     comparison = compare(GLUE_TASKS["mrpc"], candidate, baseline, "validation", "accuracy", resamples=2000)
     assert comparison.difference > 0 and comparison.low < 0 < comparison.high and not comparison.beyond_noise
     assert comparison.sentence().endswith("no winner beyond noise (the interval contains 0)")
+
+
+def test_one_run_against_one_is_better_on_these_examples_only():
+    # A clear gain, but one seed a side: the interval holds the examples' noise, not the seeds'.
+    candidate = Group({}, runs_with_accuracy(LABELS, [0.90], seed=1))
+    baseline = Group({}, runs_with_accuracy(LABELS, [0.75], seed=2))
+    comparison = compare(GLUE_TASKS["mrpc"], candidate, baseline, "validation", "accuracy", resamples=2000)
+    assert comparison.low > 0 and not comparison.beyond_noise
+    assert comparison.sentence().endswith("and 1 + 1 runs): better on these examples (one seed each: example noise only)")
+    several = Group({}, runs_with_accuracy(LABELS, [0.90, 0.91], seed=1))
+    comparison = compare(GLUE_TASKS["mrpc"], several, baseline, "validation", "accuracy", resamples=2000)
+    assert not comparison.beyond_noise
+    assert comparison.sentence().endswith("better on these examples (one seed of the baseline: example noise only)")
 
 
 def test_identical_predictions_differ_by_nothing():

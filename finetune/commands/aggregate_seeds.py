@@ -4,9 +4,10 @@ Not a pipeline stage but a command to run after a seed sweep, e.g.
     dvc exp run --queue -S seed=1,2,3 -S lr=3e-5,5e-5 && dvc queue start
     finetune seeds
 It reads the runs with `dvc.api.exp_show` (the commit and its experiments), groups them
-by all their params except `seed`, and prints one row per group: how many runs, and the
-mean ± sample standard deviation of each of the task's validation and test metrics. It
-also draws the validation ones as a PNG.
+by all their params except `seed` (and a search's `trial`), and prints one row per group: how
+many runs, and the mean ± sample standard deviation of each of the task's validation and test
+metrics. It also draws the validation ones as a PNG. Pruned trials are left out, and a seed run
+twice in a group counts once.
 """
 
 import argparse
@@ -23,12 +24,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from finetune.core.errors import PipelineError, run_stage  # noqa: E402
 from finetune.core.metrics import METRICS  # noqa: E402
-from finetune.core.params import HUB_DATASET, Params  # noqa: E402
+from finetune.core.params import HUB_DATASET, NOT_CONFIGURATION, Params  # noqa: E402
 from finetune.core.tasks import GLUE_TASKS  # noqa: E402
 
 METRIC_NAMES = tuple(METRICS)
 METRIC_KEY = re.compile(rf"(validation|test)(_\w+?)?_({'|'.join(METRIC_NAMES)})")
-GROUPING_PARAMS = tuple(field.name for field in dataclasses.fields(Params) if field.name != "seed")
+GROUPING_PARAMS = tuple(field.name for field in dataclasses.fields(Params) if field.name not in NOT_CONFIGURATION)
 
 
 @dataclasses.dataclass
@@ -66,18 +67,32 @@ def ranking_metric(metrics, params):
 
 
 def group_by_params(rows):
-    """Finished runs (not the workspace copy of HEAD) grouped by every param but `seed`."""
+    """Finished runs (not the workspace copy of HEAD, nor pruned trials) grouped by every param but
+    `seed` and `trial`, one run per seed."""
     groups = {}
     metrics = metric_columns(rows)
     for row in rows:
-        if row.get("rev") == "workspace" or row.get("State") not in (None, "Success"):
+        if row.get("rev") == "workspace" or row.get("State") not in (None, "Success") or _pruned(row):
             continue
         if any(row.get(metric) is None for metric in metrics):
             continue
         params = {name: row.get(name) for name in GROUPING_PARAMS}
         key = repr(sorted(params.items()))  # text_columns is a list: unhashable
-        groups.setdefault(key, Group(params, [])).runs.append(row)
+        runs = groups.setdefault(key, Group(params, [])).runs
+        # A seed run twice (a trial and a plain run of its params, the commit's run and an equal
+        # experiment) is one result: counted twice, it would shrink the std. The plain run stays.
+        same_seed = [index for index, run in enumerate(runs) if run["seed"] == row["seed"]]
+        if not same_seed:
+            runs.append(row)
+        elif runs[same_seed[0]].get("trial") and not row.get("trial"):
+            runs[same_seed[0]] = row
     return list(groups.values())
+
+
+def _pruned(row):
+    """A search trial the pruner stopped (metrics/train.json's `trial_state`, a column of its own
+    name unless another file has one too)."""
+    return any(value == "pruned" for key, value in row.items() if key.rpartition(":")[2] == "trial_state")
 
 
 def varying_params(groups):

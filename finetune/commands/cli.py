@@ -85,7 +85,8 @@ def _search_arguments(parser):
     _storage_arguments(parser)
     parser.add_argument("--space", type=Path, default=Path("search.yaml"),
                         help="the search space file (default search.yaml)")
-    parser.add_argument("--trials", type=int, help="finished trials the study should have, all workers together")
+    parser.add_argument("--trials", type=int, help="finished trials the study should have, all workers together "
+                        "(a trial that failed for good counts too)")
     parser.add_argument("--timeout", type=_duration, help="start no trial after this long: seconds, or 90m, 1h")
     parser.add_argument("--jobs", type=_positive, default=1, help="trials at once on this machine (one GPU each)")
     parser.add_argument("--pruner", choices=("median", "none"), default="median", help="Optuna's pruner (default median)")
@@ -98,6 +99,9 @@ def _search_arguments(parser):
                         "restart goes on rather than repeating its draws (default: fresh for every worker and restart)")
     parser.add_argument("--heartbeat", type=_positive, default=10,
                         help="seconds between a running trial's heartbeats; silent for three: retried (default 10)")
+    parser.add_argument("--retries", type=_not_negative, default=2,
+                        help="times a failed trial runs again with its params, then it counts as failed (default 2; "
+                             "a new study keeps it)")
 
 
 def _search(arguments):
@@ -113,8 +117,12 @@ def _search(arguments):
               {"name": "median", "n_startup_trials": arguments.startup_trials, "n_warmup_steps": arguments.warmup_examples})
     search = Search(arguments.study, arguments.space, arguments.trials, arguments.timeout,
                     arguments.storage or default_storage_url(), arguments.jobs, pruner, arguments.push, arguments.seed,
-                    arguments.heartbeat)
-    study = run_search(search)
+                    arguments.heartbeat, arguments.retries)
+    try:
+        study = run_search(search)
+    except KeyboardInterrupt:
+        print("search: interrupted: the running trials were stopped; the same command goes on where it stopped")
+        sys.exit(130)
     folder = Path("tuning") / arguments.study
     drawn = write_study_report(study, folder)
     print(f"search: report -> {folder}/report.md ({', '.join(drawn) or 'no figure yet'})")
@@ -144,20 +152,27 @@ def _study_report(arguments):
 def _pick_arguments(parser):
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--study", help="the complete trials of this study (and plain runs of their params)")
-    chosen.add_argument("--exps", nargs="+", metavar="NAME", help="these experiments of the commit")
+    chosen.add_argument("--exps", nargs="+", metavar="NAME", help="these experiments of the commit (pruned trials skipped)")
     chosen.add_argument("--rev", help="every finished experiment of this commit (default: HEAD's)")
     parser.add_argument("--baseline", metavar="NAME", help="an experiment to compare with (default: the commit's run)")
-    parser.add_argument("--promote", action="store_true", help="re-run winner and baseline up to --seeds, then apply, "
-                        "commit and tag the winner if it still wins beyond noise")
-    parser.add_argument("--seeds", type=_positive, default=3, help="seeds for --promote (default 3)")
+    parser.add_argument("--promote", action="store_true", help="re-run winner and baseline on --seeds fresh seeds, "
+                        "compare on --confirm-on, then apply, commit and tag the winner if it still wins beyond noise")
+    parser.add_argument("--seeds", type=_positive, default=3, help="fresh seeds a side for --promote, 2 or more (3)")
+    parser.add_argument("--confirm-on", choices=("test", "validation"), default="test",
+                        help="with --promote: the split to confirm on: test (default; it chose nothing), or "
+                             "validation, whose examples chose the winner (biased upward)")
     parser.add_argument("--jobs", type=_positive, default=1, help="experiments at once (default 1)")
     parser.add_argument("--branch", help="with --promote: commit on this new branch instead of the current one")
-    parser.add_argument("--push", metavar="REMOTE", help="with --promote: push the commit, tag and outputs")
+    parser.add_argument("--push", metavar="REMOTE",
+                        help="with --promote: push the outputs (dvc push), then the commit and tag")
 
 
 def _pick(arguments):
     from finetune.tune.pick import REPORT, baseline_runs, candidate_runs, pick, promote, table
 
+    if arguments.promote and arguments.seeds < 2:
+        raise PipelineError(f"pick --promote: --seeds {arguments.seeds}: give 2 or more: with one run a side a "
+                            "comparison measures example noise only, and a lucky seed passes it")
     chosen = pick(candidate_runs(arguments.study, arguments.exps or (), arguments.rev), baseline_runs(arguments.baseline))
     if not chosen.groups:
         raise PipelineError("pick: no run to rank besides the baseline's configuration")
@@ -165,8 +180,9 @@ def _pick(arguments):
     print("\n".join(report[2:-2]))
     print(f"pick: best against the baseline: {chosen.comparison.sentence()}")
     if arguments.promote:
-        final, tag = promote(chosen, arguments.seeds, arguments.jobs, arguments.branch, arguments.push)
-        report += ["", f"## Over {len(final.baseline.runs)} seeds each (--promote)", "", *table(final), "",
+        final, confirmed, tag = promote(chosen, arguments.seeds, arguments.jobs, arguments.branch, arguments.push,
+                                        arguments.confirm_on)
+        report += ["", f"## Confirmation (--promote): {confirmed}", "", *table(final), "",
                    f"{final.comparison.sentence()}: " + (f"promoted, tagged `{tag}`." if tag else "nothing promoted.")]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(report) + "\n")
@@ -184,6 +200,13 @@ def _positive(text):
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _not_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 

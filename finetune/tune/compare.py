@@ -1,15 +1,17 @@
 """Runs compared with their noise in view: groups of runs that differ only in their seed, ranked by
-the task's main metric averaged over seeds, and a paired bootstrap of the difference between two
-groups on the same validation examples.
+a validation metric averaged over seeds, and a paired bootstrap of the difference between two
+groups on the same examples.
 
 On MRPC's 408 validation pairs one example is 0.25 accuracy points and another seed moves a
 result by a point or more, so a difference is only called a win when the 95% interval of the
-difference excludes 0. The interval resamples the validation examples (the same ones for both
-groups: paired) and, where a group has several seeds, its runs too (hierarchically), so that
-it holds both sources of noise.
+difference excludes 0 and both groups have several seeds. The interval resamples the examples
+(the same ones for both groups: paired) and, where a group has several seeds, its runs too
+(hierarchically), so that it holds both sources of noise; with one run a side it holds the
+examples' only, and a lucky seed would pass it.
 """
 
 import dataclasses
+import itertools
 import math
 import statistics
 
@@ -52,18 +54,33 @@ class Comparison:
     examples: int
     candidate_runs: int
     baseline_runs: int
+    ranked_by: str = ""  # the key the groups were ranked by, where predictions cannot score it (a loss)
+
+    @property
+    def seeds_on_both_sides(self):
+        return min(self.candidate_runs, self.baseline_runs) >= 2
 
     @property
     def beyond_noise(self):
-        return self.low > 0
+        return self.low > 0 and self.seeds_on_both_sides
 
     def sentence(self):
-        verdict = "better beyond noise" if self.beyond_noise else "no winner beyond noise (the interval contains 0)"
-        if self.high < 0:
-            verdict = "worse beyond noise"
+        if self.low <= 0 <= self.high:
+            verdict = "no winner beyond noise (the interval contains 0)"
+        else:
+            direction = "better" if self.low > 0 else "worse"
+            verdict = (f"{direction} beyond noise" if self.seeds_on_both_sides else
+                       f"{direction} on these examples ({self._one_seed()}: example noise only)")
+        ranked = (f"; ranked by {self.ranked_by}, the metric the study optimised, which predictions cannot score: "
+                  "compared on the task's main metric") if self.ranked_by else ""
         return (f"{self.key} {self.difference:+.4f} [{self.low:+.4f}, {self.high:+.4f}] ({CONFIDENCE:.0%} paired "
                 f"bootstrap over {self.examples} examples and {self.candidate_runs} + {self.baseline_runs} runs): "
-                f"{verdict}")
+                f"{verdict}{ranked}")
+
+    def _one_seed(self):
+        if self.candidate_runs == self.baseline_runs:
+            return "one seed each"
+        return f"one seed of the {'candidate' if self.candidate_runs == 1 else 'baseline'}"
 
 
 def task_of(params):
@@ -82,12 +99,26 @@ def seeds_for(count, first):
     return [first, *[seed for seed in range(1, count + 1) if seed != first]][:count]
 
 
+def confirmation_seeds(count, used):
+    """The first `count` positive seeds not in `used`."""
+    return list(itertools.islice((seed for seed in itertools.count(1) if seed not in used), count))
+
+
 def group_runs(runs):
-    """Groups of runs with equal params but for their seed, in the order first seen."""
+    """Groups of runs with equal params but for their seed, in the order first seen, one run per seed.
+
+    A seed run twice (a trial and a plain run of its params, the commit's run and an experiment
+    equal to it) is one result, not two: counted twice, it would shrink the spread and the
+    interval. The plain run is kept, the first seen among equals."""
     groups = {}
     for run in runs:
-        key = repr(sorted(configuration(run.params).items()))
-        groups.setdefault(key, Group(configuration(run.params), [])).runs.append(run)
+        params = configuration(run.params)
+        group = groups.setdefault(repr(sorted(params.items())), Group(params, []))
+        same_seed = [index for index, other in enumerate(group.runs) if other.params["seed"] == run.params["seed"]]
+        if not same_seed:
+            group.runs.append(run)
+        elif group.runs[same_seed[0]].params.get("trial") and not run.params.get("trial"):
+            group.runs[same_seed[0]] = run
     return list(groups.values())
 
 
@@ -97,7 +128,7 @@ def ranked(groups, split, metric):
     return sorted(groups, key=lambda group: sign * group.summary(f"{split}_{metric}")[0])
 
 
-def compare(task, candidate, baseline, split, metric, resamples=10_000, seed=0):
+def compare(task, candidate, baseline, split, metric, resamples=10_000, seed=0, ranked_by=""):
     """The paired bootstrap of `metric` on `split`: candidate group's mean over its runs minus
     the baseline's (the other way round for a metric where lower is better)."""
     references, candidate_predictions = _predictions(task, candidate.runs, split)
@@ -120,7 +151,7 @@ def compare(task, candidate, baseline, split, metric, resamples=10_000, seed=0):
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(differences, [tail, 100 - tail])
     return Comparison(f"{split}_{metric}", float(point), float(low), float(high), len(references),
-                      len(candidate.runs), len(baseline.runs))
+                      len(candidate.runs), len(baseline.runs), ranked_by)
 
 
 def _mean_over_runs(task, metric, predictions, references, rows, generator):
@@ -145,6 +176,8 @@ def _predictions(task, runs, split):
         rows = run.predictions(split)
         if rows is None:
             raise PipelineError(f"{run.label} has no metrics/predictions/{split}.csv to compare")
+        if not all(row["label"] for row in rows):
+            raise PipelineError(f"{run.label}'s metrics/predictions/{split}.csv has no labels to compare on")
         rows_of_runs.append(sorted(rows, key=lambda row: int(row["idx"])))
     for run, rows in zip(runs, rows_of_runs, strict=True):
         if [row["label"] for row in rows] != [row["label"] for row in rows_of_runs[0]]:

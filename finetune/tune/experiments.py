@@ -21,7 +21,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from finetune.core.errors import PipelineError
@@ -152,39 +155,80 @@ def _same_repository(worktree, root):
     return common[0] == common[1]
 
 
-def run_experiment(name, changes, log_path, env_changes=None):
-    """Run the pipeline as experiment `name` of HEAD with `changes` ({param: value}) to its params;
-    its output goes to `log_path`. Returns the Run, or raises ExperimentError.
+def run_experiment(name, changes, log_path, env_changes=None, baseline=None):
+    """Run the pipeline as experiment `name` of commit `baseline` (default: HEAD) with `changes`
+    ({param: value}) to its params; its output goes to `log_path`. Returns the Run, or raises
+    ExperimentError.
 
     `dvc exp run --temp` in a private worktree: DVC stashes the experiment's params on shared Git
     refs, then runs it in a temporary repository of its own. It serialises the stashing with a
     lock of the worktree it runs in; experiments of several worktrees of one repository take
-    STARTING too, until DVC says it reproduces the experiment (then it runs on its own)."""
+    STARTING too, until DVC says it reproduces the experiment (then it runs on its own). The run
+    ends with this process (finetune/tune/guard.py), and with `stop_running_experiments`."""
+    baseline = baseline or head()
     command = ["dvc", "exp", "run", "--temp", "-n", name]
     for key, value in changes.items():
         command += ["-S", f"{key}={_yaml_value(value)}"]
     log_path = Path(log_path).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", buffering=1) as log, private_worktree(head()) as worktree:  # line by line: tail -f it
+    with open(log_path, "w", buffering=1) as log, private_worktree(baseline) as worktree:  # line by line: tail -f it
         log.write(f"$ {' '.join(command)}  (in {worktree})\n")
         with open(worktree.parent / STARTING, "w") as starting:
             fcntl.flock(starting, fcntl.LOCK_EX)
-            process = subprocess.Popen(command, cwd=worktree, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       text=True, env={**os.environ, **(env_changes or {})})
-            for line in process.stdout:
-                log.write(line)
-                if line.startswith("Reproducing experiment"):
-                    break
-            fcntl.flock(starting, fcntl.LOCK_UN)
-        for line in process.stdout:
-            log.write(line)
-        result = process.wait()
+            process = _start_guarded(command, worktree, env_changes)
+            try:
+                for line in process.stdout:
+                    log.write(line)
+                    if line.startswith("Reproducing experiment"):
+                        break
+                fcntl.flock(starting, fcntl.LOCK_UN)
+                for line in process.stdout:
+                    log.write(line)
+                result = process.wait()
+            finally:
+                _end(process)
     if result != 0:
         raise ExperimentError(_error_line(log_path.read_text()) or f"dvc exp run exited with {result}")
-    run = experiment(name)
+    run = experiment(name, baseline)
     if run is None:
         raise ExperimentError(f"dvc exp run recorded no experiment {name!r} (see {log_path})")
     return run
+
+
+_RUNNING = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def _start_guarded(command, cwd, env_changes):
+    """`command` under finetune/tune/guard.py, in a session of its own, registered as running."""
+    guarded = [sys.executable, "-m", "finetune.tune.guard", "--", *command]
+    process = subprocess.Popen(guarded, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, **(env_changes or {})}, start_new_session=True)
+    with _RUNNING_LOCK:
+        _RUNNING.add(process)
+    return process
+
+
+def _end(process):
+    """Ends a run that is still going (its caller was interrupted): the guard ends dvc and its stage."""
+    with _RUNNING_LOCK:
+        _RUNNING.discard(process)
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def stop_running_experiments():
+    """Ends every run this process started that is still going (on ^C or a kill of the command)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        if process.poll() is None:
+            process.terminate()
 
 
 def uncommitted_changes():

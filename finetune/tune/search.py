@@ -8,22 +8,33 @@ lives in Optuna's storage, a SQLite file by default or a database server's URL t
 several machines share, each pushing its experiments (`--push origin`): the search scales on
 Optuna's storage and DVC's remotes, not on a scheduler of its own.
 
+Every trial runs the commit that was HEAD when the search started, and the search reads that
+commit's params.yaml and space file too: an uncommitted change can neither crash the loop nor
+make the study optimise a key its trials do not report.
+
 A search can be killed at any moment and started again: finished trials stay finished; a trial
-whose process died is retried (Optuna's heartbeat marks it failed once it is silent for the
-grace period, then runs its params again as a new trial); the budget counts finished trials only.
+whose process died is run again with its params (Optuna's heartbeat fails it once it is silent for
+the grace period), as is one that failed, up to `--retries` times; killing the search ends its
+running `dvc exp run`. The budget, `--trials`, is the study's over all its workers
+(finetune/tune/study_budget.py).
 """
 
 import dataclasses
+import os
 import queue
+import signal
+import subprocess
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from finetune.core.errors import PipelineError
 from finetune.core.metrics import higher_is_better
-from finetune.core.params import load_params
+from finetune.core.params import PARAMS_FILE, parse_params, read_yaml
 from finetune.core.tasks import best_model_metric
 from finetune.training.pruning import PRUNER_ATTRIBUTE, STORAGE_VARIABLE, open_storage
 from finetune.tune.compare import task_of
@@ -33,15 +44,23 @@ from finetune.tune.experiments import (
     head,
     push_experiment,
     run_experiment,
+    stop_running_experiments,
     uncommitted_changes,
 )
-from finetune.tune.space import load_space
+from finetune.tune.space import parse_space
+from finetune.tune.study_budget import (
+    RETRIES_ATTRIBUTE,
+    BudgetLock,
+    counted_trials,
+    places_taken,
+    requeue_failed,
+)
 
 TUNING_DIR = Path("tuning")
 DEFAULT_STORAGE = TUNING_DIR / "studies.db"
 # What a study keeps about itself, so that every worker and restart runs it alike.
 METRIC_ATTRIBUTE, SPACE_ATTRIBUTE = "metric", "space"
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+PUSH_ATTEMPTS, PUSH_PAUSE_SECONDS = 3, 2
 
 # The heartbeat arguments are experimental in Optuna; this project relies on them on purpose.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -52,7 +71,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search prints a line
 class Search:
     study: str
     space_file: Path
-    trials: int | None  # finished trials the study should have, all workers together
+    trials: int | None  # trials the study should count (finished or failed for good), all workers together
     timeout: float | None  # seconds after which this worker starts no new trial
     storage: str
     jobs: int = 1
@@ -61,6 +80,12 @@ class Search:
     push: str | None = None
     seed: int | None = None  # the sampler's, offset by the study's trials so far; None: fresh entropy
     heartbeat: int = 10  # seconds between a running trial's heartbeats; silent for 3x this: retried
+    retries: int = 2  # times a failed trial runs again with its params (a new study keeps this)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """A trial stopped because the search was (^C or a kill): Optuna fails it and lets this pass,
+    as it does ^C, and the next claim of the study re-queues it."""
 
 
 def default_storage_url():
@@ -69,20 +94,19 @@ def default_storage_url():
 
 
 def run_search(search):
-    """Run trials until the study has `search.trials` finished ones or `search.timeout` passes."""
-    space = load_space(search.space_file)
-    params = load_params()
+    """Run trials until the study counts `search.trials` or `search.timeout` passes."""
+    commit = head()
+    params = parse_params(read_yaml(_committed(commit, PARAMS_FILE)), source=f"{PARAMS_FILE} of {commit[:7]}")
+    space = parse_space(_committed(commit, search.space_file), search.space_file, params)
     task = task_of(dataclasses.asdict(params))
     metric = best_model_metric(params, task)
     key = f"{task.validation_splits[0]}_{metric}"
-    storage = open_storage(search.storage, heartbeat_interval=search.heartbeat, grace_period=3 * search.heartbeat,
-                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
+    storage = open_storage(search.storage, heartbeat_interval=search.heartbeat, grace_period=3 * search.heartbeat)
     study = _study(search, storage, key, higher_is_better(metric), space)
     changed = uncommitted_changes()
     if changed:
-        print(f"search: trials start from commit {head()[:7]}, without your workspace's uncommitted changes "
+        print(f"search: trials run commit {commit[:7]}, without your workspace's uncommitted changes "
               f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})")
-    _retry_interrupted(study)
     done = len(counted_trials(study))
     remaining = None if search.trials is None else search.trials - done
     if remaining is not None and remaining <= 0:
@@ -95,18 +119,19 @@ def run_search(search):
     print(f"search: study {search.study}, {key} ({study.direction.name.lower()}, {pruning}), {done} trials finished, "
           f"{'up to ' + str(remaining) if remaining is not None else 'no limit on'} trials more"
           f"{f', for {search.timeout:.0f} s at most' if search.timeout else ''}, {search.jobs} at once")
-    objective = _Objective(search, space, key, _devices(search.jobs))
-    callbacks = [_stop_at_budget(search.trials)] if search.trials is not None else []
-    study.optimize(objective, n_trials=remaining, timeout=search.timeout, n_jobs=search.jobs,
-                   catch=(ExperimentError,), callbacks=callbacks)
+    objective = _Objective(search, space, key, _devices(search.jobs), commit)
+    deadline = None if search.timeout is None else time.monotonic() + search.timeout
+    _run_workers(study, objective, search, deadline)
     return study
 
 
-def counted_trials(study):
-    """The trials a budget counts: finished (complete or pruned) or failed with an error of their
-    own; not those whose process died, which are run again."""
-    return [trial for trial in study.get_trials(deepcopy=False)
-            if trial.state in FINISHED or (trial.state == optuna.trial.TrialState.FAIL and "error" in trial.user_attrs)]
+def _committed(commit, path):
+    """The text of `path` in `commit`, which the trials run."""
+    relative = os.path.relpath(path) if os.path.isabs(path) else path
+    result = subprocess.run(["git", "show", f"{commit}:./{relative}"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"{path} is not in commit {commit[:7]}, which the trials run: commit it first")
+    return result.stdout
 
 
 def _study(search, storage, key, maximise, space):
@@ -124,37 +149,81 @@ def _study(search, storage, key, maximise, space):
         study.set_user_attr(METRIC_ATTRIBUTE, key)
         study.set_user_attr(SPACE_ATTRIBUTE, described)
         study.set_user_attr(PRUNER_ATTRIBUTE, search.pruner)
+        study.set_user_attr(RETRIES_ATTRIBUTE, search.retries)
     elif attributes[METRIC_ATTRIBUTE] != key:
         raise PipelineError(f"study {search.study} optimises {attributes[METRIC_ATTRIBUTE]}, not {key}: "
                             "name another --study")
     elif attributes[SPACE_ATTRIBUTE] != described:
         raise PipelineError(f"study {search.study} searches another space than {search.space_file} "
                             f"({attributes[SPACE_ATTRIBUTE]}): name another --study")
+    elif RETRIES_ATTRIBUTE not in attributes:  # a study made before retries were bounded
+        study.set_user_attr(RETRIES_ATTRIBUTE, search.retries)
     return study
 
 
-def _retry_interrupted(study):
-    """Queue again the params of trials that died with their process: silent past the grace
-    period (Optuna's heartbeat retries those itself) or stopped by ^C (failed without an error)."""
-    running = {trial.number for trial in study.get_trials(deepcopy=False) if trial.state == optuna.trial.TrialState.RUNNING}
+def _run_workers(study, objective, search, deadline):
+    """`search.jobs` worker threads, each starting trials while the budget and the deadline allow.
+    ^C, SIGTERM or SIGHUP end the running experiments and mark their trials interrupted."""
+    errors = []
+    workers = [threading.Thread(target=_work, args=(study, objective, search, deadline, errors), daemon=True)
+               for _ in range(search.jobs)]
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for worker in workers:
+            worker.start()
+        while any(worker.is_alive() for worker in workers):
+            for worker in workers:
+                worker.join(timeout=0.2)
+    except KeyboardInterrupt:
+        objective.stopping.set()
+        stop_running_experiments()
+        for worker in workers:
+            worker.join(timeout=60)
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if errors:
+        raise errors[0]
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _work(study, objective, search, deadline, errors):
+    lock = BudgetLock(search.storage, search.study)
+    try:
+        while not objective.stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+            lock.acquire()
+            try:
+                if not _claim(study, search.trials):
+                    return
+                study.optimize(lambda trial: objective(trial, lock), n_trials=1, catch=(ExperimentError,))
+            finally:
+                lock.release()
+    except _Interrupted:
+        return
+    except Exception as error:  # shown by the main thread, which stops the others
+        errors.append(error)
+        objective.stopping.set()
+
+
+def _claim(study, budget):
+    """Under the budget lock: whether this worker may start a trial. Fails the trials whose
+    heartbeat went silent and re-queues failed ones first, so that their places are free."""
+    running = {trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
     optuna.storages.fail_stale_trials(study)
-    trials = study.get_trials(deepcopy=False)
-    for trial in trials:
-        if trial.number in running and trial.state == optuna.trial.TrialState.FAIL:
-            print(f"search: trial {trial.number} went silent (its process died): its params run again")
-    retried = {number for trial in trials for number in
-               [*trial.system_attrs.get("retry_history", []), trial.user_attrs.get("retry_of")] if number is not None}
-    for trial in trials:
-        if trial.state == optuna.trial.TrialState.FAIL and "error" not in trial.user_attrs and trial.number not in retried:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-            print(f"search: trial {trial.number} was interrupted: its params run again")
-
-
-def _stop_at_budget(budget):
-    def stop(study, trial):
-        if len(counted_trials(study)) >= budget:
-            study.stop()
-    return stop
+    retries = study.user_attrs[RETRIES_ATTRIBUTE]
+    for trial in requeue_failed(study):
+        if trial.number in running:
+            cause = "went silent (its process died)"
+        elif trial.user_attrs.get("error"):
+            cause = f"failed (retry {len(RetryHeartbeatStaleTrialCallback.retry_history(trial)) + 1} of {retries})"
+        else:
+            cause = "was interrupted"
+        print(f"search: trial {trial.number} {cause}: its params run again")
+    return budget is None or places_taken(study) < budget
 
 
 def _devices(jobs):
@@ -173,32 +242,38 @@ def _devices(jobs):
 
 
 class _Objective:
-    def __init__(self, search, space, key, devices):
-        self.search, self.space, self.key, self.devices = search, space, key, devices
+    def __init__(self, search, space, key, devices, commit):
+        self.search, self.space, self.key, self.devices, self.commit = search, space, key, devices, commit
+        self.stopping = threading.Event()
 
-    def __call__(self, trial):
+    def __call__(self, trial, budget_lock):
+        budget_lock.release()  # the trial is in the storage: the next worker counts it
         values = {dimension.name: dimension.suggest(trial) for dimension in self.space}
         name = f"{self.search.study}-{trial.number}"
         trial.set_user_attr("experiment", name)
+        if trial.user_attrs.get("error"):  # a retry inherits its failed trial's attributes
+            trial.set_user_attr("error", "")
         started = time.perf_counter()
         device = self.devices.get() if self.devices is not None else None
         try:
-            if experiment(name) is not None:
+            if experiment(name, self.commit) is not None:
                 raise ExperimentError(f"experiment {name} already exists for this commit (a study of that name in "
                                       "another storage?): name another --study")
             env = {STORAGE_VARIABLE: self.search.storage, **({"CUDA_VISIBLE_DEVICES": str(device)}
                                                             if device is not None else {})}
             run = run_experiment(name, {**values, "trial": f"{self.search.study}/{trial.number}"},
-                                 TUNING_DIR / self.search.study / "logs" / f"{name}.log", env)
-            if self.search.push:
-                push_experiment(name, self.search.push)
+                                 TUNING_DIR / self.search.study / "logs" / f"{name}.log", env, self.commit)
         except ExperimentError as error:
+            if self.stopping.is_set():
+                raise _Interrupted from None
             trial.set_user_attr("error", str(error))
             print(f"search: trial {trial.number} ({name}) failed: {error}")
             raise
         finally:
             if device is not None:
                 self.devices.put(device)
+        if self.search.push:
+            self._push(trial, name)
         shown = ", ".join(f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
                           for key, value in values.items())
         training = run.training
@@ -210,3 +285,18 @@ class _Objective:
         value = run.evaluation[self.key]
         print(f"search: trial {trial.number} ({name}): {shown}: {self.key} {value:.4f} in {seconds:.0f} s")
         return value
+
+    def _push(self, trial, name):
+        """Shares the experiment; a push that keeps failing is reported, and the trial keeps its value."""
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            try:
+                push_experiment(name, self.search.push)
+                return
+            except ExperimentError as error:
+                if attempt == PUSH_ATTEMPTS:
+                    trial.set_user_attr("push_error", str(error))
+                    print(f"search: trial {trial.number} ({name}): dvc exp push {self.search.push} failed {attempt} "
+                          f"times ({error}): the trial keeps its result; push it later with `dvc exp push "
+                          f"{self.search.push} {name}`")
+                    return
+                time.sleep(PUSH_PAUSE_SECONDS * attempt)

@@ -54,9 +54,17 @@ class Dimension:
 def load_space(path, params_path="params.yaml"):
     """The dimensions of the search space file `path`, checked against `params_path`'s params."""
     try:
-        raw = read_yaml(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise PipelineError(f"{path}: no such search space file") from None
+    return parse_space(text, path, load_params(params_path))
+
+
+def parse_space(text, path, params):
+    """The dimensions of a search space file's `text` (named `path` in errors), checked against
+    `params` (a Params)."""
+    try:
+        raw = read_yaml(text)
     except yaml.YAMLError as error:
         raise PipelineError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not raw:
@@ -64,7 +72,7 @@ def load_space(path, params_path="params.yaml"):
     if not isinstance(raw, dict):
         raise PipelineError(f"{path} must be a mapping of params.yaml keys to ranges or choices")
     base = {name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(load_params(params_path)).items()}
+            for name, value in dataclasses.asdict(params).items()}
     return [_dimension(path, name, spec, base) for name, spec in raw.items()]
 
 

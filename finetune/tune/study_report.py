@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import optuna.visualization.matplotlib as views  # noqa: E402
+from optuna.storages import RetryHeartbeatStaleTrialCallback  # noqa: E402
 
 from finetune.core.outputs import atomic_output  # noqa: E402
 
@@ -59,9 +60,14 @@ def _report(study, trials, drawn, skipped):
         if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
             last = max(trial.intermediate_values)
             value = f"({trial.intermediate_values[last]:.4f} after {last} examples)"
-        note = trial.user_attrs.get("error", "")
-        if "retry_of" in trial.user_attrs or "failed_trial" in trial.system_attrs:
-            note = f"retry of trial {trial.user_attrs.get('retry_of', trial.system_attrs.get('failed_trial'))}"
+        notes = []
+        if RetryHeartbeatStaleTrialCallback.retry_history(trial):
+            notes.append(f"retry of trial {RetryHeartbeatStaleTrialCallback.retry_history(trial)[-1]}")
+        if trial.state == optuna.trial.TrialState.FAIL:
+            notes.append(trial.user_attrs.get("error") or "interrupted")
+        if trial.user_attrs.get("push_error"):
+            notes.append(f"not pushed: {trial.user_attrs['push_error']}")
+        note = "; ".join(notes)
         cells = [str(trial.number), f"`{trial.user_attrs.get('experiment', '')}`", trial.state.name.lower(),
                  *(_value(trial.params[name]) if name in trial.params else "" for name in names), value, note]
         lines.append("| " + " | ".join(cells) + " |")
