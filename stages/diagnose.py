@@ -1,7 +1,7 @@
 """Stage `diagnose`: read the learning curves as the course teaches, and give a verdict.
 
 healthy | overfitting | underfitting | erratic, with the numbers behind it, in
-metrics/diagnosis.json (finetune/diagnosis.py says how each verdict is reached).
+metrics/diagnosis.json (finetune/reporting/diagnosis.py says how each verdict is reached).
 """
 
 from finetune.core.errors import PipelineError, run_stage

@@ -9,7 +9,8 @@ from finetune.core.errors import run_stage
 from finetune.core.outputs import atomic_output, write_json
 from finetune.core.params import HUB_DATASET, load_params
 from finetune.core.paths import PROVENANCE_FILE, RAW_DIR, TASK_FILE, raw_split_file
-from finetune.data.loading import has_labels, load_data, sha256
+from finetune.data.loading import load_data, sha256
+from finetune.data.splits import has_labels
 
 
 def main():

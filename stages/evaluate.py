@@ -58,7 +58,8 @@ def _evaluate(params, task):
 
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from finetune.data.loading import has_labels, load_tokenized
+    from finetune.data.loading import load_tokenized
+    from finetune.data.splits import has_labels
     from finetune.models import device_arguments, load_classifier, load_tokenizer
     from finetune.scoring.scores import (
         bootstrap_intervals,

@@ -2,7 +2,7 @@
 
 models/ is the `text-classifier` artifact of dvc.yaml (`dvc artifacts get`, DVC Studio's model
 registry) and what `pipeline("text-classification", model="models")` loads. Its README.md is the
-model card (finetune/model_card.py), which needs evaluate's metrics: DVC lets one stage write an
+model card (finetune/reporting/model_card.py), which needs evaluate's metrics: DVC lets one stage write an
 output, so train writes trained_model/, evaluate scores it, and this stage publishes both.
 """
 

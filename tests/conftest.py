@@ -60,7 +60,7 @@ def split_rows(split):
 
 
 def synthetic_task_frame(task, rows, seed, labelled=True):
-    """Rows whose label the text determines, for any task of finetune/tasks.py (columns: the
+    """Rows whose label the text determines, for any task of finetune/core/tasks.py (columns: the
     task's text columns, label, idx). One sentence: the class picks which half of WORDS it is
     written with. A pair: how many of sentence1's words sentence2 reorders; all of them for
     class 1 of two (as in `synthetic_pairs`, which this equals for two classes), all, half or

@@ -85,6 +85,9 @@ BAD_PARAMS = [
      "warmup_ratio must be 0 with lr_scheduler constant, which has no warm-up (use constant_with_warmup), got 0.1"),
     ("fp16-cpu", changed(precision="fp16"),
      "precision fp16 needs a CUDA GPU (use bf16 or fp32 on a CPU), got 'fp16'"),
+    # Longer than a file name may be: the file system's error was a traceback (found by test_fuzz_params).
+    ("dataset-too-long", changed(dataset="x" * 300),
+     f"dataset must be nyu-mll/glue (with a GLUE dataset_config) or a folder of your own data files, got {'x' * 300!r}"),
     ("glue-config-typo", changed(dataset_config="mrcp"),
      "dataset_config 'mrcp' is not a GLUE task (one of cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)"),
 ]

@@ -1,5 +1,7 @@
-"""Each task's metrics (finetune/scores.py, through the project's `evaluate` module) against
+"""Each task's metrics (finetune/scoring/scores.py, through the project's `evaluate` module) against
 scikit-learn and SciPy, and the bootstrap intervals against a one-by-one replay."""
+
+import json
 
 import numpy as np
 import pytest
@@ -155,10 +157,13 @@ def test_roc_and_precision_recall_curves_match_scikit_learn():
     generator = np.random.default_rng(5)
     truth = generator.random(300) < 0.3
     scores = np.round(np.clip(truth * 0.3 + generator.random(300) * 0.7, 0, 1), 2)  # ties, as probabilities have
-    false_positive_rate, true_positive_rate, _ = roc_curve(truth, scores, drop_intermediate=False)
+    false_positive_rate, true_positive_rate, thresholds = roc_curve(truth, scores, drop_intermediate=False)
     rows = np.array(roc_rows(truth, scores))
     assert rows[:, 0] == pytest.approx(false_positive_rate, abs=1e-6)
     assert rows[:, 1] == pytest.approx(true_positive_rate, abs=1e-6)
+    # The start, before any score: scikit-learn's threshold is +inf, the file's 1 (a probability's highest).
+    assert rows[0, 2] == 1.0 and thresholds[0] == np.inf
+    assert rows[1:, 2] == pytest.approx(thresholds[1:], abs=1e-6)
     precision, recall, thresholds = precision_recall_curve(truth, scores, drop_intermediate=False)
     rows = np.array(precision_recall_rows(truth, scores))
     # scikit-learn lists them from the lowest threshold up, and ends at recall 0, precision 1.
@@ -195,13 +200,75 @@ def test_a_classifier_of_three_classes_gets_a_curve_per_class_against_the_rest(t
     assert sorted(str(path.relative_to(curves)) for path in curves.rglob("*.csv")) == [
         "calibration/validation.csv", "confusion/validation.csv",
         *(f"{kind}/validation_{name}.csv" for kind in ("precision_recall", "roc") for name in names)]
-    roc = read_csv(curves / "roc" / "validation_neutral.csv")
-    assert (roc[0]["false_positive_rate"], roc[-1]["true_positive_rate"]) == ("0.0", "1.0")
-    calibration = read_csv(curves / "calibration" / "validation.csv")
-    assert sum(int(row["examples"]) for row in calibration) == 60
+    written = np.round(probabilities, 6)  # as the predictions file holds them
+    for column, name in enumerate(names):  # each class against the rest
+        assert curve_file(curves / "roc" / f"validation_{name}.csv") == pytest.approx(
+            roc_reference(labels == column, written[:, column]), abs=1e-6), name
+    # Calibration: whether the predicted class was right, against its probability.
+    assert curve_file(curves / "calibration" / "validation.csv") == pytest.approx(
+        calibration_reference(labels == written.argmax(axis=1), written.max(axis=1)), abs=1e-6)
     # The confusion matrix's pairs: each example's label and prediction.
     assert [(row["label"], row["prediction"]) for row in read_csv(curves / "confusion" / "validation.csv")] == [
         (names[label], names[row.argmax()]) for label, row in zip(labels, probabilities, strict=True)]
+
+
+def test_a_multi_label_tasks_curves_are_each_labels_and_its_calibration_every_yes_or_no(tmp_path, monkeypatch):
+    from finetune.core.outputs import read_csv, write_csv
+    from finetune.scoring.curves import write_curves
+
+    monkeypatch.chdir(tmp_path)
+    names = TAGS.label_names
+    generator = np.random.default_rng(4)
+    truth = generator.random((80, len(names))) < 0.3
+    # Sure of some labels, unsure of others: decisions in every bin of confidence.
+    probabilities = np.round(np.clip(truth * generator.random((80, 1)) + generator.random((80, len(names))) * 0.6, 0, 1), 6)
+    (tmp_path / "metrics" / "predictions").mkdir(parents=True)
+    write_csv(tmp_path / "metrics" / "predictions" / "validation.csv",
+              ["idx", "label", "prediction", *(f"probability_{name}" for name in names)],
+              [[index, json.dumps([name for name, flag in zip(names, flags, strict=True) if flag]),
+                json.dumps([name for name, value in zip(names, row, strict=True) if value >= 0.5]),
+                *(f"{value:.6f}" for value in row)]
+               for index, (flags, row) in enumerate(zip(truth, probabilities, strict=True))])
+    write_curves(TAGS, {"validation": read_csv(tmp_path / "metrics" / "predictions" / "validation.csv")})
+    curves = tmp_path / "metrics" / "curves"
+    for column, name in enumerate(names):  # each label's yes against its no
+        assert curve_file(curves / "roc" / f"validation_{name}.csv") == pytest.approx(
+            roc_reference(truth[:, column], probabilities[:, column]), abs=1e-6), name
+    # Calibration over every (text, label) decision, 400 of them: yes at 0.5 or above, as sure as
+    # its probability is far from 0.5, right when it is the text's.
+    decisions = probabilities.ravel()
+    calibration = curve_file(curves / "calibration" / "validation.csv")
+    assert calibration == pytest.approx(calibration_reference((decisions >= 0.5) == truth.ravel(),
+                                                              np.maximum(decisions, 1 - decisions)), abs=1e-6)
+    assert calibration[:, -1].sum() == truth.size
+
+
+def curve_file(path):
+    """A curve's CSV file as the matrix of numbers it holds, a row per point."""
+    from finetune.core.outputs import read_csv
+
+    return np.array([[float(value) for value in row.values()] for row in read_csv(path)])
+
+
+def roc_reference(truth, scores):
+    """scikit-learn's ROC points (false positive rate, true positive rate, threshold), with the
+    first threshold, its +inf, as 1: the file's."""
+    from sklearn.metrics import roc_curve
+
+    false_positive_rate, true_positive_rate, thresholds = roc_curve(truth, scores, drop_intermediate=False)
+    return np.stack([false_positive_rate, true_positive_rate, np.minimum(thresholds, 1.0)], axis=1)
+
+
+def calibration_reference(correct, confidence, bins=10):
+    """scikit-learn's calibration curve (equal-width bins), as rows of mean confidence, accuracy, the
+    diagonal and the bin's examples (NumPy's histogram: the last bin holds 1)."""
+    from sklearn.calibration import calibration_curve
+
+    # scikit-learn puts a value on an edge in the bin below; the module in the bin above.
+    assert not np.isin(np.round(confidence, 9), np.round(np.linspace(0, 1, bins + 1)[1:-1], 9)).any()
+    accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=bins, strategy="uniform")
+    counts = np.histogram(confidence, bins=bins, range=(0, 1))[0]
+    return np.stack([mean_confidence, accuracy, mean_confidence, counts[counts > 0]], axis=1)
 
 
 def test_a_multi_label_confusion_pairs_each_label_with_none_where_it_was_missed_or_wrongly_given():

@@ -14,7 +14,7 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from tests.repos import copy_repository, experiments_by_name, runner, study_storage
-from tests.workers import start_search, three_workers_with_one_killed
+from tests.workers import group_alive, guarded_runs, start_search, three_workers_with_one_killed, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +43,11 @@ def test_a_killed_search_goes_on_where_it_stopped(tuning_repository, reproduced_
         if len(trials) == 2 and trials[1].state == optuna.trial.TrialState.RUNNING and trials[1].params:
             break
         time.sleep(0.5)
+    ((group, _),) = guarded_runs(search.pid).items()
     os.killpg(search.pid, signal.SIGKILL)
     search.wait(timeout=60)
+    # Its dvc exp run and the stage it was running end with it (they are in a session of their own).
+    wait_for(lambda: not group_alive(group), 30, "end of the killed trial's processes")
     first = experiments_by_name(run)["killed-0"]["rev"]
     killed_params = trials[1].params
     time.sleep(4)  # past the grace period of three missed heartbeats
@@ -54,7 +57,7 @@ def test_a_killed_search_goes_on_where_it_stopped(tuning_repository, reproduced_
     assert "search: trial 1 went silent (its process died): its params run again" in output
     study = optuna.load_study(study_name="killed", storage=study_storage(root))
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
-    retry = next(trial for trial in study.trials if trial.system_attrs.get("failed_trial") == 1)
+    retry = next(trial for trial in study.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == 1)
     assert retry.params == killed_params and retry.state.name == "COMPLETE"  # run again, counted once
     shown = experiments_by_name(run)
     assert shown["killed-0"]["rev"] == first  # a finished trial is not run again

@@ -3,14 +3,16 @@
 import json
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from sklearn.utils.class_weight import compute_class_weight
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from finetune.core.errors import run_stage
 from finetune.core.outputs import read_csv
-from finetune.core.params import load_params
+from finetune.core.params import load_params, parse_params
 from finetune.core.tasks import GLUE_TASKS, load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import freeze_embeddings, load_classifier, load_tokenizer
@@ -302,10 +304,30 @@ def test_class_weights_weight_the_loss_and_are_recorded(project, tiny_params):
     # A class weighted 30 times the other is predicted more often (on every example, here).
     assert predicted_equivalent["heavy"] > predicted_equivalent["none"]
     assert recorded["none"] is None and recorded["heavy"] == {"not_equivalent": 1.0, "equivalent": 30.0}
-    # Balanced: n / (classes x count) of train's labels, in the task's label order.
-    labels = load_tokenized()["train"]["labels"]
-    assert recorded["balanced"] == {name: pytest.approx(len(labels) / (2 * labels.count(index)), abs=1e-6)
-                                    for index, name in enumerate(("not_equivalent", "equivalent"))}
+    # Balanced: scikit-learn's rule on train's labels, in the task's label order.
+    expected = compute_class_weight("balanced", classes=np.arange(2), y=load_tokenized()["train"]["labels"])
+    assert recorded["balanced"] == {name: pytest.approx(weight, abs=1e-6)
+                                    for name, weight in zip(("not_equivalent", "equivalent"), expected, strict=True)}
+
+
+def test_trainer_minimises_the_class_weighted_cross_entropy(tiny_params, tmp_path):
+    task = GLUE_TASKS["mrpc"]
+    weights = {"not_equivalent": 1.0, "equivalent": 30.0}
+    params = parse_params({**tiny_params, "class_weights": weights, "dropout": 0.0})
+    model = load_classifier(params.checkpoint, task, dropout=params.dropout)
+    trainer, _ = build_trainer(params, task, model, load_tokenizer(params.checkpoint), None, None,
+                               str(tmp_path / "out"), class_weights=weights)
+    batch = padded_tiny_batch()
+    loss = trainer.compute_loss(model, dict(batch)).item()
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.double().numpy()
+    # By hand: each pair's negative log-probability of its class, averaged with its class's weight.
+    labels = batch["labels"].numpy()
+    log_probabilities = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    pair_weights = np.array(list(weights.values()))[labels]
+    expected = -(pair_weights * log_probabilities[np.arange(len(labels)), labels]).sum() / pair_weights.sum()
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert loss != pytest.approx(-log_probabilities[np.arange(len(labels)), labels].mean(), rel=1e-3)
 
 
 def test_a_multi_label_test_file_without_labels_gets_predictions_but_no_metrics(project, tiny_params, tmp_path):
@@ -336,14 +358,18 @@ def test_balanced_class_weights_of_a_multi_label_task_weight_each_labels_positiv
                  class_weights="balanced", max_steps=4)
     for stage in (download, tokenize, train, evaluate, publish):
         stage.main()
-    flags = torch.tensor(load_tokenized()["train"]["labels"])
-    positives = flags.sum(dim=0)
+    flags = np.array(load_tokenized()["train"]["labels"])
     recorded = json.loads((project / "metrics" / "train.json").read_text())["class_weights_used"]
-    # Each label's texts without it over those with it: 48 texts, every non-empty set of 3 labels.
-    assert recorded == {name: pytest.approx(((len(flags) - count) / count).item(), abs=1e-6)
-                        for name, count in zip(TOPICS, positives, strict=True)}
+    # Each label's negatives / positives in train: scikit-learn's balanced weight of the label's 1s
+    # over that of its 0s, one label at a time.
+    balanced = [compute_class_weight("balanced", classes=np.arange(2), y=flags[:, label]) for label in range(len(TOPICS))]
+    assert recorded == {name: pytest.approx(weight[1] / weight[0], abs=1e-6)
+                        for name, weight in zip(TOPICS, balanced, strict=True)}
     assert "The loss weighted each label's positives: animals " in (project / "models" / "README.md").read_text()
-    logits = torch.randn(len(flags), len(TOPICS))
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits, flags, pos_weight=torch.tensor(list(recorded.values())))
-    assert weighted_loss(recorded, multi_label=True)({"logits": logits}, flags) == pytest.approx(expected.item())
+    logits = np.random.default_rng(0).normal(size=flags.shape)
+    # By hand: each label's binary cross-entropy, its positives' term times the label's weight.
+    log_sigmoid = -np.logaddexp(0, -logits)
+    positive_weights = np.array(list(recorded.values()))
+    expected = -(positive_weights * flags * log_sigmoid + (1 - flags) * (log_sigmoid - logits)).mean()
+    loss = weighted_loss(recorded, multi_label=True)({"logits": torch.tensor(logits)}, torch.tensor(flags))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)

@@ -167,6 +167,15 @@ def _typed(source, name, value, expected):
 CLASS_WEIGHTINGS = ("none", "balanced")
 
 
+def _is_folder(name):
+    """Path.is_dir, False also for a name longer than the file system allows, where Python 3.11's
+    is_dir raises (ENAMETOOLONG) rather than answer."""
+    try:
+        return Path(name).is_dir()
+    except OSError:
+        return False
+
+
 def _class_weights(source, value):
     """`class_weights` as written: none, balanced, or {label: weight > 0}; labels as text, as the
     task names them (YAML reads a label 1 as a number). The task's own labels are checked by train."""
@@ -224,7 +233,7 @@ def _check_ranges(source, params):
     require_choice("lr_scheduler", LR_SCHEDULERS)
     require_choice("precision", PRECISIONS)
     require_choice("best_model_metric", ("auto", LOSS, *METRICS))
-    require(params.dataset == HUB_DATASET or Path(params.dataset).is_dir(), "dataset",
+    require(params.dataset == HUB_DATASET or _is_folder(params.dataset), "dataset",
             f"must be {HUB_DATASET} (with a GLUE dataset_config) or a folder of your own data files")
     if params.dataset == HUB_DATASET:
         require(params.text_columns == (), "text_columns",

@@ -2,7 +2,7 @@
 
 Text files are decoded as UTF-8, with or without a byte-order mark and with any line ending;
 anything else stops with the file, the byte offset and line, and a hint. Each reader returns
-{column: values}; finetune/data.py checks and normalises them.
+{column: values}; finetune/data/loading.py checks and normalises them.
 """
 
 import codecs

@@ -1,6 +1,6 @@
-"""Loading a task's data, checking it, and the one form every later stage reads.
+"""Loading a task's data from where it is, and reading back what the stages wrote.
 
-Sources: a GLUE task (`dataset: nyu-mll/glue`, `dataset_config` one of finetune/tasks.py's
+Sources: a GLUE task (`dataset: nyu-mll/glue`, `dataset_config` one of finetune/core/tasks.py's
 GLUE_TASKS) from the Hugging Face Hub, or offline from `GLUE_DIR` (the variable BERT's GLUE
 scripts use, so machine-specific paths stay out of params.yaml) in either layout:
   - the Hub's parquet files: <GLUE_DIR>/<config>/<split>-*.parquet
@@ -8,16 +8,11 @@ scripts use, so machine-specific paths stay out of params.yaml) in either layout
 or a folder of your own files: train, validation (or dev) and optionally test, each .csv, .tsv,
 .json (an array of records, or JSON lines), .jsonl or .parquet, UTF-8 with or without a BOM.
 
-Every source becomes the same normalised splits (what the download stage writes to data/raw/):
-the task's text columns (strings), `label` (class index, -1 where unlabelled; for a regression
-a float, NaN where unlabelled; for a multi-label task the label indices, None where unlabelled,
-finetune/data/label_sets.py) and `idx` (the row number within the split).
+Every source becomes the same normalised splits, checked (finetune/data/splits.py).
 """
 
 import csv
-import dataclasses
 import hashlib
-import math
 import os
 from pathlib import Path
 
@@ -29,6 +24,7 @@ from finetune.core.paths import TOKENIZED_DIR, raw_split_file
 from finetune.core.tasks import NO_LABEL, glue_task, own_data_task
 from finetune.data.files import GLUE_TSV, GlueTsv, read_delimited, read_parquet, read_table_file
 from finetune.data.label_sets import label_set_columns, label_sets, train_label_names
+from finetune.data.splits import LabelReading, normalised_split, require_columns, split_dataset, written_label
 
 # A few thousand rows per split: per-operation progress bars would be noise, not progress.
 datasets.disable_progress_bars()
@@ -37,16 +33,6 @@ GLUE_DIR_VARIABLE = "GLUE_DIR"
 OWN_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 # Your own files: the names each split may have (exactly one file per split).
 OWN_SPLIT_FILES = {"train": ("train",), "validation": ("validation", "dev"), "test": ("test",)}
-
-
-@dataclasses.dataclass(frozen=True)
-class LabelReading:
-    """How the labels of one split read: `classes` maps a label as written (see `_written`) to
-    its class index (None: a number, for a regression); `unlabelled` holds the values that mean
-    "no label" there; `expected` ends the message "label X is not ..."."""
-    classes: dict | None
-    unlabelled: frozenset
-    expected: str
 
 
 def load_data(params):
@@ -126,7 +112,7 @@ def _glue_split(task, split, name, table, columns):
         classes = range(task.num_labels) if columns.labels == "index" else task.label_names
         reading = LabelReading({label: index for index, label in enumerate(classes)}, unlabelled,
                                f"one of {', '.join(map(str, classes))}")
-    return _normalised(task, name, table, columns.text, columns.label, reading)
+    return normalised_split(task, name, table, columns.text, columns.label, reading)
 
 
 def _load_own_data(folder, text_columns, label_column, label_delimiter, allow_empty_labels):
@@ -136,11 +122,11 @@ def _load_own_data(folder, text_columns, label_column, label_delimiter, allow_em
                             f"or 'idx' (data/raw's names for the label and row number), got {list(text_columns)}")
     files = _own_files(folder)
     tables = {split: read_table_file(path) for split, path in files.items()}
-    _require_columns(files["train"], tables["train"], [*text_columns, *label_columns])
+    require_columns(files["train"], tables["train"], [*text_columns, *label_columns])
     label_set_source = label_set_columns(label_column, label_delimiter, allow_empty_labels, tables["train"])
     if label_set_source:
         return _own_label_sets(folder, files, tables, text_columns, label_set_source)
-    train_labels = [_written(value) for value in tables["train"][label_column]]
+    train_labels = [written_label(value) for value in tables["train"][label_column]]
     known = [label for label in train_labels if label is not None]
     # Any fractional number makes a regression; whole numbers and strings are classes.
     regression = any(isinstance(label, float) for label in known)
@@ -156,7 +142,7 @@ def _load_own_data(folder, text_columns, label_column, label_delimiter, allow_em
         expected = f"one of train's labels ({_listed(label_names)})"
     class_indices = None if regression else {label: index for index, label in enumerate(classes)}
     splits = datasets.DatasetDict({
-        split: _normalised(task, str(path), tables[split], {column: column for column in text_columns}, label_column,
+        split: normalised_split(task, str(path), tables[split], {column: column for column in text_columns}, label_column,
                            LabelReading(class_indices, frozenset({None} if split == "test" else ()), expected))
         for split, path in files.items()})
     return task, splits, {"kind": "local", "layout": "own", "files_sha256": {path.name: sha256(path)
@@ -169,9 +155,9 @@ def _own_label_sets(folder, files, tables, text_columns, source):
     task = own_data_task(folder.resolve().name, text_columns, label_names, "test" in files, multi_label=True)
     splits = datasets.DatasetDict()
     for split, path in files.items():
-        _require_columns(path, tables[split], [*text_columns, *([] if split == "test" else source.names)])
+        require_columns(path, tables[split], [*text_columns, *([] if split == "test" else source.names)])
         labels = label_sets(path, tables[split], source, label_names, unlabelled_allowed=split == "test")
-        splits[split] = _split_dataset(task, str(path), tables[split], {column: column for column in text_columns},
+        splits[split] = split_dataset(task, str(path), tables[split], {column: column for column in text_columns},
                                        labels)
     return task, splits, {"kind": "local", "layout": "own", "files_sha256": {path.name: sha256(path)
                                                                              for path in files.values()}}
@@ -191,92 +177,9 @@ def _own_files(folder):
     return files
 
 
-def _require_columns(name, table, columns):
-    missing = [column for column in columns if column not in table]
-    if missing:
-        raise PipelineError(f"{name}: missing column {missing[0]!r} (found: {', '.join(table)})")
-
-
-def _normalised(task, name, table, text, label, reading):
-    """One split as data/raw holds it, checked. `table`: {column: values} of the file(s) `name`;
-    `text`: {the task's text column: the file's column}; `label`: the file's label column, which
-    a split where `reading` allows unlabelled rows (a test split) may lack."""
-    rows = max((len(values) for values in table.values()), default=0)
-    if rows == 0:
-        raise PipelineError(f"{name}: no rows")
-    unlabelled = math.nan if task.regression else NO_LABEL
-    labelled = label in table or not reading.unlabelled
-    _require_columns(name, table, [*text.values(), *([label] if labelled else [])])
-    labels = [] if labelled else [unlabelled] * rows
-    for row, value in enumerate(table[label] if labelled else []):
-        written = _written(value)
-        if written in reading.unlabelled:
-            labels.append(unlabelled)
-        elif written is None:
-            raise PipelineError(f"{name} row {row}: no label in column {label!r} (only a test file may lack labels)")
-        elif reading.classes is None and isinstance(written, (int, float)) and not isinstance(written, bool):
-            labels.append(float(written))
-        elif reading.classes is not None and written in reading.classes:
-            labels.append(reading.classes[written])
-        else:
-            raise PipelineError(f"{name} row {row}: label {value!r} is not {reading.expected}")
-    return _split_dataset(task, name, table, text, labels)
-
-
-def _split_dataset(task, name, table, text, labels):
-    """The split of data/raw: `text`'s columns, checked, the normalised labels and the row numbers."""
-    if not labels:
-        raise PipelineError(f"{name}: no rows")
-    texts = {}
-    for column, file_column in text.items():
-        texts[column] = table[file_column]
-        for row, sentence in enumerate(texts[column]):
-            if not isinstance(sentence, str) or not sentence.strip():
-                raise PipelineError(f"{name} row {row}: {column} is empty or not text ({sentence!r})")
-    return datasets.Dataset.from_dict({**texts, "label": labels, "idx": list(range(len(labels)))},
-                                      features=features(task))
-
-
-def _written(value):
-    """A label as written, comparable across formats: a number (also one written as text) as an
-    int when whole, an empty cell or NaN as None, anything else as its text."""
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            return text or None
-        if not math.isfinite(value):
-            return text
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return None if math.isnan(value) else int(value) if value.is_integer() else value
-    return value if isinstance(value, int) or value is None else repr(value)
-
-
 def _listed(labels, limit=10):
     shown = ", ".join(map(str, labels[:limit]))
     return shown if len(labels) <= limit else f"{shown}, ... ({len(labels)} in all)"
-
-
-def features(task):
-    """The columns of data/raw: the text columns, the label (with the class names), the row number."""
-    if task.regression:
-        label = datasets.Value("float64")
-    elif task.multi_label:
-        label = datasets.Sequence(datasets.ClassLabel(names=list(task.label_names)))
-    else:
-        label = datasets.ClassLabel(names=list(task.label_names))
-    return datasets.Features({**{column: datasets.Value("string") for column in task.text_columns},
-                              "label": label, "idx": datasets.Value("int64")})
-
-
-def has_labels(task, labels):
-    """Whether every example of a split has a label (GLUE's test splits have none)."""
-    if task.multi_label:  # data/raw's label indices (None: unlabelled) or tokenized multi-hot rows (all NO_LABEL)
-        return all(label_set is not None and NO_LABEL not in label_set for label_set in labels)
-    return not any(math.isnan(label) for label in labels) if task.regression else NO_LABEL not in labels
 
 
 def load_raw_splits(task):

@@ -29,7 +29,7 @@ class TrainingProgress(ProgressCallback):
     """Trainer's one bar for the whole run (steps, elapsed time, ETA) and one line per
     evaluation with every set's scores. Trainer's own callback would also print a dict per
     logging step and per evaluation set, and draw a bar for each set's batches: a wall of
-    text, while those values are in metrics/history/ as they happen (finetune/live.py)."""
+    text, while those values are in metrics/history/ as they happen (finetune/training/live.py)."""
 
     def __init__(self, task):
         super().__init__()

@@ -30,7 +30,6 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from finetune.core.errors import PipelineError
 from finetune.core.metrics import higher_is_better
@@ -48,13 +47,7 @@ from finetune.tune.experiments import (
     uncommitted_changes,
 )
 from finetune.tune.space import parse_space
-from finetune.tune.study_budget import (
-    RETRIES_ATTRIBUTE,
-    BudgetLock,
-    counted_trials,
-    places_taken,
-    requeue_failed,
-)
+from finetune.tune.study_budget import RETRIES_ATTRIBUTE, BudgetLock, claim_place, counted_trials
 
 TUNING_DIR = Path("tuning")
 DEFAULT_STORAGE = TUNING_DIR / "studies.db"
@@ -197,7 +190,7 @@ def _work(study, objective, search, deadline, errors):
         while not objective.stopping.is_set() and (deadline is None or time.monotonic() < deadline):
             lock.acquire()
             try:
-                if not _claim(study, search.trials):
+                if not claim_place(study, search.trials):
                     return
                 study.optimize(lambda trial: objective(trial, lock), n_trials=1, catch=(ExperimentError,))
             finally:
@@ -207,23 +200,6 @@ def _work(study, objective, search, deadline, errors):
     except Exception as error:  # shown by the main thread, which stops the others
         errors.append(error)
         objective.stopping.set()
-
-
-def _claim(study, budget):
-    """Under the budget lock: whether this worker may start a trial. Fails the trials whose
-    heartbeat went silent and re-queues failed ones first, so that their places are free."""
-    running = {trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)
-    retries = study.user_attrs[RETRIES_ATTRIBUTE]
-    for trial in requeue_failed(study):
-        if trial.number in running:
-            cause = "went silent (its process died)"
-        elif trial.user_attrs.get("error"):
-            cause = f"failed (retry {len(RetryHeartbeatStaleTrialCallback.retry_history(trial)) + 1} of {retries})"
-        else:
-            cause = "was interrupted"
-        print(f"search: trial {trial.number} {cause}: its params run again")
-    return budget is None or places_taken(study) < budget
 
 
 def _devices(jobs):

@@ -74,6 +74,23 @@ def requeue_failed(study):
     return requeued
 
 
+def claim_place(study, budget):
+    """Under the budget lock: whether this worker may start a trial. Fails the trials whose
+    heartbeat went silent and re-queues failed ones first, so that their places are free."""
+    running = {trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    retries = study.user_attrs[RETRIES_ATTRIBUTE]
+    for trial in requeue_failed(study):
+        if trial.number in running:
+            cause = "went silent (its process died)"
+        elif trial.user_attrs.get("error"):
+            cause = f"failed (retry {len(RetryHeartbeatStaleTrialCallback.retry_history(trial)) + 1} of {retries})"
+        else:
+            cause = "was interrupted"
+        print(f"search: trial {trial.number} {cause}: its params run again")
+    return budget is None or places_taken(study) < budget
+
+
 class BudgetLock:
     """The study's lock for starting a trial, held by one worker thread at a time. One per thread:
     a file lock and a database session lock both exclude another holder of the same process."""
