@@ -259,12 +259,18 @@ def run_experiments(planned, jobs, log_dir):
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         futures = {name: pool.submit(run_experiment, name, changes, Path(log_dir) / f"{name}.log")
                    for name, changes in pending.items()}
-        for name, future in futures.items():
-            try:
-                runs[name] = future.result()
-            except ExperimentError as error:
-                raise PipelineError(f"experiment {name} failed: {error} (log: {Path(log_dir) / name}.log)") from None
-            print(f"  {name}: done")
+        try:
+            for name, future in futures.items():
+                try:
+                    runs[name] = future.result()
+                except ExperimentError as error:
+                    raise PipelineError(f"experiment {name} failed: {error} (log: {Path(log_dir) / name}.log)") from None
+                print(f"  {name}: done")
+        except KeyboardInterrupt:  # ^C reaches this process alone: its runs are in sessions of their own
+            for future in futures.values():
+                future.cancel()
+            stop_running_experiments()
+            raise
     return {name: runs[name] for name in planned}
 
 
