@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -215,11 +214,7 @@ def _end(process):
         _RUNNING.discard(process)
     if process.poll() is None:
         process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        process.wait()  # the guard's own grace: SIGTERM to dvc and its stage, SIGKILL after 10 s
 
 
 def stop_running_experiments():
