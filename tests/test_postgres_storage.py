@@ -3,7 +3,6 @@ folder): the storage that workers on several machines share, its budget exact ov
 
 import getpass
 import glob
-import os
 import shutil
 import signal
 import socket
@@ -12,7 +11,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import optuna
 import pytest
 
 from tests.workers import three_workers_with_one_killed
@@ -54,26 +52,23 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_a_study_in_postgresql_runs_its_trials_as_experiments(postgres_url, tuning_repository):
+def test_three_workers_on_postgresql_with_a_budget_of_four_finish_four_after_one_is_stopped(postgres_url,
+                                                                                          tuning_repository,
+                                                                                          reproduced_repository):
+    # Stopped by SIGTERM, as a scheduler stops a job: it ends its dvc exp run, marks its trial
+    # interrupted and exits; the next worker to claim a place re-queues the trial.
     root, run = tuning_repository
-    run(FINETUNE, "search", "--study", "in-postgres", "--space", "space.yaml", "--trials", "1",
-        "--storage", postgres_url, "--pruner", "none")
-    study = optuna.load_study(study_name="in-postgres", storage=postgres_url)
-    assert [trial.state.name for trial in study.trials] == ["COMPLETE"]
-    assert study.trials[0].user_attrs["experiment"] == "in-postgres-0"
+    study, killed, outputs = three_workers_with_one_killed([root] * 3, reproduced_repository.env, postgres_url,
+                                                           lambda worker: worker.send_signal(signal.SIGTERM))
+    assert "search: interrupted: the running trials were stopped" in outputs[0]
+    assert sum(output.count(f"search: trial {killed.number} was interrupted: its params run again")
+               for output in outputs) == 1, outputs
     names = [ref.rpartition("/")[2] for ref in run("git", "for-each-ref", "--format=%(refname)", "refs/exps").split()]
-    assert [name for name in names if name.startswith("in-postgres")] == ["in-postgres-0"]
+    complete = [trial.number for trial in study.trials if trial.state.name == "COMPLETE"]
+    assert sorted(name for name in names if name.startswith("budget-")) == sorted(f"budget-{n}" for n in complete)
     # Its report, from the same storage; nothing of it in the workspace's Git files.
-    run(FINETUNE, "study-report", "--study", "in-postgres", "--storage", postgres_url)
-    assert "| 0 | `in-postgres-0` | complete |" in (root / "tuning" / "in-postgres" / "report.md").read_text()
-    assert not (root / "tuning" / "studies.db").exists() and os.listdir(root / "tuning" / "in-postgres")
-
-
-def test_three_workers_on_postgresql_with_a_budget_of_four_finish_four_after_one_is_killed(postgres_url,
-                                                                                         tuning_repository,
-                                                                                         reproduced_repository):
-    # Killed outright, with its process group, as a machine's loss would: the trial's heartbeat
-    # goes silent and another worker re-queues it; its dvc exp run ends with it all the same.
-    root, _ = tuning_repository
-    three_workers_with_one_killed(root, reproduced_repository.env, postgres_url,
-                                  lambda worker: os.killpg(worker.pid, signal.SIGKILL))
+    run(FINETUNE, "study-report", "--study", "budget", "--storage", postgres_url)
+    report = (root / "tuning" / "budget" / "report.md").read_text()
+    assert f"| {complete[0]} | `budget-{complete[0]}` | complete |" in report
+    assert f"| {killed.number} | `budget-{killed.number}` | fail |" in report and "interrupted" in report
+    assert not (root / "tuning" / "studies.db").exists()

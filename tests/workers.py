@@ -52,12 +52,13 @@ def wait_for(condition, seconds, what):
     return found
 
 
-def three_workers_with_one_killed(root, env, storage, kill):
-    """Three workers of one study with a budget of four; the first is killed (`kill(process)`)
-    mid-trial and started again. Returns the study and the workers' outputs."""
+def three_workers_with_one_killed(roots, env, storage, kill, *more_arguments):
+    """Three workers of one study with a budget of four, one in each of `roots` (folders of the
+    project, or one folder thrice); the first is killed (`kill(process)`) mid-trial and started
+    again. Returns the study, the killed trial and the workers' outputs."""
     arguments = ["--study", "budget", "--space", "space.yaml", "--trials", "4", "--heartbeat", "1",
-                 "--pruner", "none", "--storage", storage]
-    workers = [start_search(root, env, *arguments) for _ in range(3)]
+                 "--pruner", "none", "--storage", storage, *more_arguments]
+    workers = [start_search(root, env, *arguments) for root in roots]
     runs = wait_for(lambda: guarded_runs(workers[0].pid), 300, "trial of the first worker")
     ((group, killed_name),) = runs.items()
     time.sleep(2)  # into its pipeline
@@ -65,7 +66,7 @@ def three_workers_with_one_killed(root, env, storage, kill):
     first_output = workers[0].communicate(timeout=120)[0]
     # Its dvc exp run and the stage it ran end with it, before the retry runs the same params.
     wait_for(lambda: not group_alive(group), 30, f"end of {killed_name}'s processes")
-    workers[0] = start_search(root, env, *arguments)
+    workers[0] = start_search(roots[0], env, *arguments)
     outputs = [first_output, *(worker.communicate(timeout=900)[0] for worker in workers)]
     assert [worker.returncode for worker in workers] == [0, 0, 0], outputs
     study = optuna.load_study(study_name="budget", storage=storage)
@@ -75,7 +76,9 @@ def three_workers_with_one_killed(root, env, storage, kill):
     assert len(complete) == 4 and len(study.trials) == 5, [trial.state.name for trial in study.trials]
     assert killed.state.name == "FAIL" and RetryHeartbeatStaleTrialCallback.retry_history(retry) == [killed.number]
     assert retry.state.name == "COMPLETE" and retry.params == killed.params
-    # Each finished trial ran on one worker, once.
+    # Each finished trial ran on one worker, once, with params of its own (workers seeded alike would repeat them).
     for trial in complete:
         assert sum(output.count(f"search: trial {trial.number} (budget-{trial.number}):") for output in outputs) == 1
-    return study, outputs
+    others = [trial for trial in complete if trial is not retry]
+    assert len({tuple(sorted(trial.params.items())) for trial in others}) == len(others)
+    return study, killed, outputs

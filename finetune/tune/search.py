@@ -54,6 +54,7 @@ DEFAULT_STORAGE = TUNING_DIR / "studies.db"
 # What a study keeps about itself, so that every worker and restart runs it alike.
 METRIC_ATTRIBUTE, SPACE_ATTRIBUTE = "metric", "space"
 PUSH_ATTEMPTS, PUSH_PAUSE_SECONDS = 3, 2
+WAIT_SECONDS, STOP_SECONDS = 0.2, 60  # polling the workers; the most a stop waits for them
 
 # The heartbeat arguments are experimental in Optuna; this project relies on them on purpose.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -164,14 +165,18 @@ def _run_workers(study, objective, search, deadline):
     try:
         for worker in workers:
             worker.start()
+        # Polled with sleep, not join: a signal that interrupts Thread.join marks a running thread
+        # as ended in Python 3.11 (the workaround of bpo-45274), and the search then left before
+        # its interrupted trial was marked (seen: a SIGTERM left it RUNNING until its heartbeat
+        # went silent).
         while any(worker.is_alive() for worker in workers):
-            for worker in workers:
-                worker.join(timeout=0.2)
+            time.sleep(WAIT_SECONDS)
     except KeyboardInterrupt:
         objective.stopping.set()
         stop_running_experiments()
-        for worker in workers:
-            worker.join(timeout=60)
+        ending = time.monotonic() + STOP_SECONDS
+        while any(worker.is_alive() for worker in workers) and time.monotonic() < ending:
+            time.sleep(WAIT_SECONDS)
         raise
     finally:
         for signum, handler in previous.items():
