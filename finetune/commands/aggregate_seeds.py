@@ -26,6 +26,7 @@ from finetune.core.errors import PipelineError, run_stage  # noqa: E402
 from finetune.core.metrics import METRICS  # noqa: E402
 from finetune.core.params import HUB_DATASET, NOT_CONFIGURATION, Params  # noqa: E402
 from finetune.core.tasks import GLUE_TASKS  # noqa: E402
+from finetune.tune.compare import one_run_per_seed  # noqa: E402
 
 METRIC_NAMES = tuple(METRICS)
 METRIC_KEY = re.compile(rf"(validation|test)(_\w+?)?_({'|'.join(METRIC_NAMES)})")
@@ -78,14 +79,9 @@ def group_by_params(rows):
             continue
         params = {name: row.get(name) for name in GROUPING_PARAMS}
         key = repr(sorted(params.items()))  # text_columns is a list: unhashable
-        runs = groups.setdefault(key, Group(params, [])).runs
-        # A seed run twice (a trial and a plain run of its params, the commit's run and an equal
-        # experiment) is one result: counted twice, it would shrink the std. The plain run stays.
-        same_seed = [index for index, run in enumerate(runs) if run["seed"] == row["seed"]]
-        if not same_seed:
-            runs.append(row)
-        elif runs[same_seed[0]].get("trial") and not row.get("trial"):
-            runs[same_seed[0]] = row
+        groups.setdefault(key, Group(params, [])).runs.append(row)
+    for group in groups.values():
+        group.runs = one_run_per_seed(group.runs, lambda row: row["seed"], lambda row: row.get("trial"))
     return list(groups.values())
 
 

@@ -105,21 +105,28 @@ def confirmation_seeds(count, used):
 
 
 def group_runs(runs):
-    """Groups of runs with equal params but for their seed, in the order first seen, one run per seed.
-
-    A seed run twice (a trial and a plain run of its params, the commit's run and an experiment
-    equal to it) is one result, not two: counted twice, it would shrink the spread and the
-    interval. The plain run is kept, the first seen among equals."""
+    """Groups of runs with equal params but for their seed, in the order first seen, one run per seed
+    (`one_run_per_seed`)."""
     groups = {}
     for run in runs:
         params = configuration(run.params)
-        group = groups.setdefault(repr(sorted(params.items())), Group(params, []))
-        same_seed = [index for index, other in enumerate(group.runs) if other.params["seed"] == run.params["seed"]]
-        if not same_seed:
-            group.runs.append(run)
-        elif group.runs[same_seed[0]].params.get("trial") and not run.params.get("trial"):
-            group.runs[same_seed[0]] = run
+        groups.setdefault(repr(sorted(params.items())), Group(params, [])).runs.append(run)
+    for group in groups.values():
+        group.runs = one_run_per_seed(group.runs, lambda run: run.params["seed"], lambda run: run.params.get("trial"))
     return list(groups.values())
+
+
+def one_run_per_seed(runs, seed_of, trial_of):
+    """`runs` of one configuration, one per seed, in the order first seen. A seed run twice (a trial
+    and a plain run of its params, the commit's run and an experiment equal to it) is one result,
+    not two: counted twice, it would shrink the spread and the interval. The plain run is kept,
+    the first seen among equals."""
+    kept = {}
+    for run in runs:
+        seed = seed_of(run)
+        if seed not in kept or (trial_of(kept[seed]) and not trial_of(run)):
+            kept[seed] = run
+    return list(kept.values())
 
 
 def ranked(groups, split, metric):
@@ -169,6 +176,11 @@ def _score(task, metric, predictions, references):
                      for run in predictions])
 
 
+def labelled(rows):
+    """Whether a predictions file's rows all have a label (a split without labels has them empty)."""
+    return bool(rows) and all(row["label"] for row in rows)
+
+
 def _predictions(task, runs, split):
     """(references, runs x examples predictions) from the runs' prediction files, in idx order."""
     rows_of_runs = []
@@ -176,7 +188,7 @@ def _predictions(task, runs, split):
         rows = run.predictions(split)
         if rows is None:
             raise PipelineError(f"{run.label} has no metrics/predictions/{split}.csv to compare")
-        if not all(row["label"] for row in rows):
+        if not labelled(rows):
             raise PipelineError(f"{run.label}'s metrics/predictions/{split}.csv has no labels to compare on")
         rows_of_runs.append(sorted(rows, key=lambda row: int(row["idx"])))
     for run, rows in zip(runs, rows_of_runs, strict=True):

@@ -28,7 +28,7 @@ from finetune.core.errors import PipelineError
 from finetune.core.metrics import LOSS
 from finetune.core.params import configuration
 from finetune.core.tasks import best_model_metric
-from finetune.tune.compare import compare, confirmation_seeds, group_runs, ranked, task_of
+from finetune.tune.compare import compare, confirmation_seeds, group_runs, labelled, ranked, task_of
 from finetune.tune.experiments import Run, experiment, experiments, head, run_experiments, uncommitted_changes
 from finetune.tune.register import register
 
@@ -187,7 +187,7 @@ def confirmation_split(task, runs, confirm_on):
         return task.validation_splits[0]
     split = task.test_splits[0] if task.test_splits else "test"
     plain = [run for run in runs if not run.params.get("trial")]
-    if not task.test_splits or not plain or not all(_labelled(run, split) for run in plain):
+    if not task.test_splits or not plain or not all(labelled(run.predictions(split)) for run in plain):
         raise PipelineError(f"pick --promote: {split} has no labels to confirm on: pass --confirm-on validation to "
                             "confirm over fresh seeds on the validation examples that chose the winner (biased upward)")
     return split
@@ -225,11 +225,6 @@ def _confirmation(run):
 
 def _pruned(run):
     return run.training.get("trial_state") == "pruned"
-
-
-def _labelled(run, split):
-    rows = run.predictions(split)
-    return bool(rows) and all(row["label"] for row in rows)
 
 
 def _changes(wanted, base):

@@ -45,25 +45,19 @@ def failed_for_good(trial, retried, retries):
 
 def counted_trials(study):
     """The trials the budget counts: complete, pruned, or failed for good."""
-    trials = study.get_trials(deepcopy=False)
-    retries = study.user_attrs[RETRIES_ATTRIBUTE]
+    return _counted(study.get_trials(deepcopy=False), study.user_attrs[RETRIES_ATTRIBUTE])
+
+
+def _counted(trials, retries):
     retried = retried_numbers(trials)
     return [trial for trial in trials if trial.state in FINISHED or failed_for_good(trial, retried, retries)]
 
 
-def places_taken(study):
-    """The counted trials and the running ones: what a new trial must fit beside."""
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    return len(counted_trials(study)) + len(running)
-
-
-def requeue_failed(study):
-    """Re-queue, once, the failed trials that no trial repeats yet and that have retries left
-    (stopped by an error of their own, ^C, or a kill that silenced their heartbeat). Only under
-    the budget lock: a worker that re-queued its own failure as it ended raced another worker
-    re-queuing the same one. Returns those trials."""
-    trials = study.get_trials(deepcopy=False)
-    retries = study.user_attrs[RETRIES_ATTRIBUTE]
+def requeue_failed(study, trials, retries):
+    """Re-queue, once, the failed ones of the study's `trials` that no trial repeats yet and that
+    have retries left (stopped by an error of their own, ^C, or a kill that silenced their
+    heartbeat). Only under the budget lock: a worker that re-queued its own failure as it ended
+    raced another worker re-queuing the same one. Returns those trials."""
     retried = retried_numbers(trials)
     requeued = []
     for trial in trials:
@@ -76,11 +70,14 @@ def requeue_failed(study):
 
 def claim_place(study, budget):
     """Under the budget lock: whether this worker may start a trial. Fails the trials whose
-    heartbeat went silent and re-queues failed ones first, so that their places are free."""
+    heartbeat went silent and re-queues failed ones first, so that their places are free; then
+    counts the places taken (counted trials and running ones) in the same read of the study (a
+    re-queued trial takes none until it runs)."""
     running = {trial.number for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
     optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials(deepcopy=False)
     retries = study.user_attrs[RETRIES_ATTRIBUTE]
-    for trial in requeue_failed(study):
+    for trial in requeue_failed(study, trials, retries):
         if trial.number in running:
             cause = "went silent (its process died)"
         elif trial.user_attrs.get("error"):
@@ -88,7 +85,8 @@ def claim_place(study, budget):
         else:
             cause = "was interrupted"
         print(f"search: trial {trial.number} {cause}: its params run again")
-    return budget is None or places_taken(study) < budget
+    still_running = [trial for trial in trials if trial.state == optuna.trial.TrialState.RUNNING]
+    return budget is None or len(_counted(trials, retries)) + len(still_running) < budget
 
 
 class BudgetLock:
