@@ -4,10 +4,12 @@ healthy | overfitting | underfitting | erratic, with the numbers behind it, in
 metrics/diagnosis.json (finetune/reporting/diagnosis.py says how each verdict is reached).
 """
 
+import json
+
 from finetune.core.errors import PipelineError, run_stage
 from finetune.core.outputs import read_csv, write_json
 from finetune.core.params import load_params
-from finetune.core.paths import DIAGNOSIS_FILE, EVALUATION_HISTORY_FILE, TRAIN_HISTORY_FILE
+from finetune.core.paths import DIAGNOSIS_FILE, EVALUATED_ROWS_FILE, EVALUATION_HISTORY_FILE, TRAIN_HISTORY_FILE
 from finetune.core.tasks import load_task
 from finetune.reporting.diagnosis import baseline, diagnose, explanation
 
@@ -24,6 +26,9 @@ def main():
     task = load_task()
     diagnosis = diagnose(task, read_history(TRAIN_HISTORY_FILE), read_history(EVALUATION_HISTORY_FILE),
                          baseline(task), params)
+    # Which rows the curves scored: a sample of a large validation split (finetune/training/evaluations.py).
+    evaluated = json.loads(EVALUATED_ROWS_FILE.read_text())[task.validation_splits[0]]
+    diagnosis.update({"curves_validation_rows": evaluated["rows"], "validation_rows": evaluated["of"]})
     write_json(DIAGNOSIS_FILE, diagnosis)
     print(f"diagnose: {explanation(task, diagnosis, params)} -> {DIAGNOSIS_FILE}")
 

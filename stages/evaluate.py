@@ -56,7 +56,7 @@ def _evaluate(params, task):
     # Imported here: a trial's evaluate needs none of them (4 s of imports, measured).
     import tempfile
 
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, ProgressCallback, Trainer, TrainingArguments
 
     from finetune.data.loading import load_tokenized
     from finetune.data.splits import has_labels
@@ -77,12 +77,15 @@ def _evaluate(params, task):
         predictor = Trainer(model=model, data_collator=DataCollatorWithPadding(tokenizer),
                             args=TrainingArguments(output_dir=scratch_dir, per_device_eval_batch_size=params.eval_batch_size,
                                                    report_to="none", **device_arguments(params.precision)))
+        predictor.remove_callback(ProgressCallback)  # a bar per batch; predict_split prints rows/s and time left
         main_process = predictor.is_world_process_zero()
         metrics = {}
         for split in task.evaluated_splits:
-            indices, labels, logits = predict_split(predictor, task, tokenized[split])
+            started = time.perf_counter()
+            indices, labels, logits = predict_split(predictor, task, tokenized[split], f"evaluate: {split}")
             if not main_process:
                 continue
+            predicted = time.perf_counter()
             threshold = params.multi_label_threshold
             write_predictions(predictions_file(split), task, indices, labels, logits, threshold)
             if not has_labels(task, labels):
@@ -90,6 +93,9 @@ def _evaluate(params, task):
             points, losses = point_scores(task, split, logits, labels, threshold)
             intervals = bootstrap_intervals(task, predictions_of(task, logits, threshold), labels, losses,
                                             params.bootstrap_resamples, params.bootstrap_seed)
+            print(f"evaluate: {split}: {len(labels):,} rows predicted in {predicted - started:.0f}s "
+                  f"({len(labels) / (predicted - started):,.0f} rows/s), {params.bootstrap_resamples:,} bootstrap "
+                  f"resamples in {time.perf_counter() - predicted:.0f}s")
             for key, value in points.items():
                 low, high = intervals[key.removeprefix(f"{split}_")]
                 metrics.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})

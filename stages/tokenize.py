@@ -2,10 +2,13 @@
 
 Truncated to `max_length` and left unpadded: batches are padded to their own longest
 pair at training time (dynamic padding), which is much cheaper than padding to max_length.
+Splits stream from disk in batches (memory-mapped Arrow in, Arrow files out): memory stays flat
+in the number of rows; a split that takes a while prints progress lines (rows/s, time left).
 """
 
 import hashlib
 import json
+import tempfile
 import time
 
 import datasets
@@ -15,7 +18,8 @@ from finetune.core.outputs import atomic_output
 from finetune.core.params import load_params
 from finetune.core.paths import TOKENIZED_DIR, raw_split_file
 from finetune.core.tasks import NO_LABEL, load_task
-from finetune.data.loading import load_raw_splits, sha256
+from finetune.data.loading import load_raw_splits, sha256, token_counts
+from finetune.data.progress import Progress
 from finetune.models import load_tokenizer
 
 
@@ -32,34 +36,44 @@ def main():
             f"{params.checkpoint!r} on {task.name}'s {'pairs' if len(task.text_columns) == 2 else 'sentences'}, "
             f"got {params.max_length}"
         )
-    raw_splits = load_raw_splits(task)
+    with tempfile.TemporaryDirectory(prefix="tokenize-") as scratch:
+        tokenized = _tokenized_splits(params, task, tokenizer, load_raw_splits(task, scratch), scratch)
+        with atomic_output(TOKENIZED_DIR) as staging:
+            tokenized.save_to_disk(str(staging))
 
-    def tokenize_texts(batch):  # one sentence or a pair, as the task has
+    lengths = token_counts(tokenized["train"])
+    truncated = int((lengths == params.max_length).sum())
+    print(
+        f"tokenize: {sum(map(len, tokenized.values()))} examples, train mean {lengths.mean():.1f} "
+        f"tokens, {truncated} at max_length {params.max_length} -> {TOKENIZED_DIR}/ "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+
+
+def _tokenized_splits(params, task, tokenizer, raw_splits, scratch):
+    """Each split tokenized into Arrow files in `scratch`, a batch of rows at a time."""
+    def tokenize_texts(batch, progress):  # one sentence or a pair, as the task has
         texts = [batch[column] for column in task.text_columns]
+        progress.advance(len(texts[0]))
         return tokenizer(*texts, truncation=True, max_length=params.max_length)
 
+    def mapped(split, split_data, function, step, **options):
+        return split_data.map(function, new_fingerprint=_fingerprint(params, split, step),
+                              cache_file_name=f"{scratch}/{split}-{step}.arrow", **options)
+
     tokenized = datasets.DatasetDict({
-        split: split_data.map(tokenize_texts, batched=True, remove_columns=list(task.text_columns),
-                              new_fingerprint=_fingerprint(params, split))
+        split: mapped(split, split_data, tokenize_texts, 0, batched=True, remove_columns=list(task.text_columns),
+                      fn_kwargs={"progress": Progress(f"tokenize: {split}", len(split_data))})
         for split, split_data in raw_splits.items()
     }).rename_column("label", "labels")
     if task.regression:  # the model's squared-error loss takes float32 targets
         tokenized = tokenized.cast_column("labels", datasets.Value("float32"))
     if task.multi_label:  # binary cross-entropy takes a 0/1 float per label; an unlabelled row is all NO_LABEL
         tokenized = datasets.DatasetDict({
-            split: split_data.map(lambda row: {"labels": _multi_hot(row["labels"], task.num_labels)},
-                                  features=_multi_hot_features(split_data), new_fingerprint=_fingerprint(params, split, 1))
+            split: mapped(split, split_data, lambda row: {"labels": _multi_hot(row["labels"], task.num_labels)}, 1,
+                          features=_multi_hot_features(split_data))
             for split, split_data in tokenized.items()})
-    with atomic_output(TOKENIZED_DIR) as staging:
-        tokenized.save_to_disk(str(staging))
-
-    lengths = [len(ids) for ids in tokenized["train"]["input_ids"]]
-    truncated = sum(length == params.max_length for length in lengths)
-    print(
-        f"tokenize: {sum(map(len, tokenized.values()))} examples, train mean {sum(lengths) / len(lengths):.1f} "
-        f"tokens, {truncated} at max_length {params.max_length} -> {TOKENIZED_DIR}/ "
-        f"in {time.perf_counter() - started:.1f}s"
-    )
+    return tokenized
 
 
 def _multi_hot(label_set, num_labels):

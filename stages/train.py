@@ -17,6 +17,7 @@ from finetune.core.outputs import atomic_output, write_json
 from finetune.core.params import load_params
 from finetune.core.paths import (
     CHECKPOINT_DIR,
+    EVALUATED_ROWS_FILE,
     TRAIN_METRICS_FILE,
     TRAINED_MODEL_DIR,
     TRIAL_SCORES_DIR,
@@ -28,6 +29,7 @@ from finetune.data.loading import load_tokenized
 from finetune.models import load_classifier, load_tokenizer, resolved_precision
 from finetune.scoring.scores import point_scores, predict_split, write_predictions
 from finetune.training.class_weights import resolved_class_weights
+from finetune.training.evaluations import evaluation_sets
 from finetune.training.history import (
     TRAIN_HISTORY_COLUMNS,
     best_evaluation,
@@ -39,7 +41,7 @@ from finetune.training.label_priors import start_from_label_frequencies
 from finetune.training.live import LiveHistory
 from finetune.training.pruning import TrialReporter
 from finetune.training.resume import last_complete_checkpoint, resumable_checkpoint
-from finetune.training.trainer import build_trainer, evaluation_sets
+from finetune.training.trainer import build_trainer
 
 
 def main():
@@ -55,11 +57,15 @@ def main():
     model = load_classifier(params.checkpoint, task, dropout=params.dropout)
     if task.multi_label:
         start_from_label_frequencies(model, task, train_labels, class_weights)
+    sets, evaluated_rows = evaluation_sets(task, tokenized, params.eval_sample_size)
     trainer, speedups = build_trainer(params, task, model, tokenizer, tokenized["train"].remove_columns("idx"),
-                                      evaluation_sets(task, tokenized), str(CHECKPOINT_DIR), class_weights)
+                                      sets, str(CHECKPOINT_DIR), class_weights)
     main_process = trainer.is_world_process_zero()
     if main_process:
         print(f"train: CPU speed-ups {speedups}" if speedups else "train: CPU speed-ups off (cpu_speedups: false)")
+        write_json(EVALUATED_ROWS_FILE, evaluated_rows)
+        print(f"train: evaluating every {trainer.args.eval_steps} steps on " + ", ".join(
+            f"{name} {rows['rows']} of {rows['of']} rows" for name, rows in evaluated_rows.items()))
     # Under `accelerate launch`, the main process alone keeps or discards checkpoints; the
     # others then find what it kept.
     with trainer.args.main_process_first(local=False, desc="checking checkpoints"):

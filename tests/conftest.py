@@ -192,16 +192,20 @@ def write_own_data(folder, fmt, text_columns, label_column, labels, *, test_labe
         frame = own_data_frame(split, text_columns, label_column, labels, seed)
         if split == "test" and not test_labels:
             frame = frame.drop(columns=label_column)
-        path = folder / f"{name}.{fmt}"
-        if fmt in ("csv", "tsv"):
-            frame.to_csv(path, sep="," if fmt == "csv" else "\t", index=False)
-        elif fmt == "json":
-            path.write_text(json.dumps(frame.to_dict("records"), indent=1))
-        elif fmt == "jsonl":
-            path.write_text("".join(json.dumps(record) + "\n" for record in frame.to_dict("records")))
-        else:
-            frame.to_parquet(path, index=False)
+        write_frame(frame, folder / f"{name}.{fmt}", fmt)
     return folder
+
+
+def write_frame(frame, path, fmt):
+    """A DataFrame as a file of your own data in format `fmt`."""
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(path, sep="," if fmt == "csv" else "\t", index=False)
+    elif fmt == "json":
+        path.write_text(json.dumps(frame.to_dict("records"), indent=1))
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps(record) + "\n" for record in frame.to_dict("records")))
+    else:
+        frame.to_parquet(path, index=False)
 
 
 # A multi-label set's labels, each written with its own third of WORDS.

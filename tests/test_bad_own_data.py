@@ -72,7 +72,8 @@ BAD_OWN_DATA = [
      r"in .*/reviews"),
     ("two-files-for-a-split", own_files(*REVIEWS, lambda folder: shutil.copy(folder / "validation.csv",
                                                                               folder / "dev.jsonl")),
-     ["review"], "sentiment", r"split 'validation' has 2 files: .*/reviews/validation.csv, .*/reviews/dev.jsonl; keep one"),
+     ["review"], "sentiment", r"split 'validation' has 2 files or sets of shards: .*/reviews/validation.csv; "
+     r".*/reviews/dev.jsonl; keep one \(shards: of one format\)"),
     ("label-unseen-in-train", own_files(*REVIEWS, own_cell("validation.csv", 2, "sentiment", "meh")), ["review"],
      "sentiment", r".*/reviews/validation.csv row 2: label 'meh' is not one of train's labels \(neg, pos\)"),
     ("label-empty-in-train", own_files(*REVIEWS, own_cell("train.csv", 4, "sentiment", None)), ["review"], "sentiment",

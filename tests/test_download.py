@@ -4,24 +4,28 @@ import os
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pandas as pd
 import pytest
 
 from finetune.core.errors import PipelineError
 from finetune.core.tasks import GLUE_TASKS
+from finetune.data import files
 from finetune.data.loading import GLUE_TSV
 from stages import download
 from tests.conftest import (
     SPLIT_ROWS,
     glue_task_frames,
+    own_data_frame,
     run_stage_process,
     split_rows,
     synthetic_pairs,
+    write_frame,
     write_glue_task,
     write_own_data,
     write_tsv_layout,
 )
-from tests.repos import write_params
+from tests.repos import make_git_project, ran_stages, runner, write_params
 
 # The real offline mirror, when the test run is given one (GLUE_DIR=../shared/data/glue make test).
 MIRROR = Path(os.environ["GLUE_DIR"]).resolve() if os.environ.get("GLUE_DIR") else None
@@ -183,6 +187,36 @@ def test_own_data_classes_are_trains_sorted_labels(project, tiny_params, tmp_pat
     assert sum(provenance["splits"]["train"]["label_counts"].values()) == SPLIT_ROWS["train"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json", "parquet"])
+def test_a_split_read_in_chunks_is_written_as_if_read_whole(project, tiny_params, tmp_path_factory, monkeypatch, fmt):
+    """Chunks of 5 rows (the stage reads 50,000 at a time): the same data/raw, a bad row named by
+    its row number in the file, not in its chunk."""
+    folder = write_own_data(tmp_path_factory.mktemp("own") / "reviews", fmt, ["review"], "sentiment",
+                            ["positive", "negative", "mixed"])
+    own_data_params(project, tiny_params, folder, ["review"], "sentiment")
+    download.main()
+    whole = {name: read_json(project, name) for name in ("task.json", "provenance.json")}
+    whole_frames = read_raw(project)
+
+    monkeypatch.setattr(files.table_chunks, "__defaults__", (5,))
+    download.main()
+    chunked = {name: read_json(project, name) for name in whole}
+    for split in SPLIT_ROWS:  # the parquet files' bytes differ: a row group per chunk
+        del chunked["provenance.json"]["splits"][split]["sha256"], whole["provenance.json"]["splits"][split]["sha256"]
+    assert chunked == whole
+    for split, frame in read_raw(project).items():
+        pd.testing.assert_frame_equal(frame, whole_frames[split])
+
+    frame = own_data_frame("validation", ["review"], "sentiment", ["positive", "negative", "mixed"], 1)
+    frame.loc[13, "sentiment"] = "furious"
+    if fmt == "parquet":
+        frame.to_parquet(folder / "validation.parquet", index=False)
+    else:
+        write_frame(frame, folder / f"validation.{fmt}", fmt)
+    with pytest.raises(PipelineError, match=r"validation\.\w+ row 13: label 'furious' is not one of train's labels"):
+        download.main()
+
+
 def test_own_data_float_labels_make_a_regression_and_test_may_be_unlabelled(project, tiny_params, tmp_path_factory):
     folder = write_own_data(tmp_path_factory.mktemp("own") / "scores", "csv", ["question", "answer"], "score", None,
                             test_labels=False, validation_name="dev")
@@ -271,3 +305,66 @@ def test_missing_local_folder_is_a_one_line_error(tmp_path, tiny_params):
     assert result.stderr.count("\n") == 1
     assert f"GLUE_DIR={tmp_path / 'nowhere'}: no such folder" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def write_shards(frame, folder, split, fmt, count):
+    """`frame` as `count` shards <split>-0000k-of-0000n.<fmt>, as the Hub and Spark name them."""
+    for index, rows in enumerate(np.array_split(np.arange(len(frame)), count)):
+        write_frame(frame.iloc[rows].reset_index(drop=True), folder / f"{split}-{index:05d}-of-{count:05d}.{fmt}", fmt)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_split_in_shards_is_read_as_the_one_file_they_make(project, tiny_params, tmp_path_factory, fmt):
+    labels = ["positive", "negative", "mixed"]
+    whole = write_own_data(tmp_path_factory.mktemp("whole") / "reviews", fmt, ["review"], "sentiment", labels)
+    sharded = tmp_path_factory.mktemp("sharded") / "reviews"
+    sharded.mkdir()
+    for seed, split in enumerate(("train", "validation", "test")):
+        frame = own_data_frame(split, ["review"], "sentiment", labels, seed)
+        write_shards(frame, sharded, split, fmt, 3 if split != "validation" else 1)
+    own_data_params(project, tiny_params, whole, ["review"], "sentiment")
+    download.main()
+    expected = read_raw(project)
+    own_data_params(project, tiny_params, sharded, ["review"], "sentiment")
+    download.main()
+    for split, frame in read_raw(project).items():
+        pd.testing.assert_frame_equal(frame, expected[split])  # idx runs on across the shards
+    assert len(read_json(project, "provenance.json")["source"]["files_sha256"]) == 7
+
+    bad = own_data_frame("train", ["review"], "sentiment", labels, 0)
+    bad.loc[len(bad) - 2, "review"] = " "  # in the last shard
+    write_shards(bad, sharded, "train", fmt, 3)
+    last_shard_row = len(bad) - 2 - sum(len(rows) for rows in np.array_split(np.arange(len(bad)), 3)[:2])
+    with pytest.raises(PipelineError, match=rf"train-00002-of-00003\.{fmt} row {last_shard_row}: review is empty"):
+        download.main()
+    write_frame(bad, sharded / f"train.{fmt}", fmt)
+    with pytest.raises(PipelineError, match=rf"split 'train' has 2 files or sets of shards: .*train\.{fmt}; "
+                                            rf".*train-\*\.{fmt}; keep one"):
+        download.main()
+
+
+@pytest.mark.slow
+def test_shards_tracked_by_dvc_import_url_feed_the_pipeline(tmp_path, tiny_params, glue_parquet_dir):
+    """docs/large-data.md's way to data larger than one machine's disk or patience: the shards stay where
+    they are (object storage; here a folder), `dvc import-url` tracks them, `dvc update` fetches new ones."""
+    labels = ["positive", "negative"]
+    storage = tmp_path / "bucket" / "reviews"
+    storage.mkdir(parents=True)
+    for seed, split in enumerate(("train", "validation")):
+        write_shards(own_data_frame(split, ["review"], "sentiment", labels, seed), storage, split, "parquet", 2)
+    root = tmp_path / "project"
+    env = make_git_project(root, {**tiny_params, "dataset": "reviews", "text_columns": ["review"],
+                                  "label_column": "sentiment", "max_steps": 2}, glue_parquet_dir)
+    run = runner(root, env)
+    run("dvc", "import-url", str(storage), "reviews")
+    assert ran_stages(run("dvc", "repro", "download")) == ["download"]
+    rows = read_json(root, "provenance.json")["splits"]
+    assert {split: rows[split]["rows"] for split in rows} == {"train": SPLIT_ROWS["train"],
+                                                             "validation": SPLIT_ROWS["validation"]}
+    # A new shard upstream: `dvc update` brings it, and download runs again on it.
+    write_frame(own_data_frame("validation", ["review"], "sentiment", labels, 5), storage / "train-00002.parquet", "parquet")
+    run("dvc", "update", "reviews.dvc")
+    assert ran_stages(run("dvc", "repro", "download")) == ["download"]
+    provenance = read_json(root, "provenance.json")
+    assert provenance["splits"]["train"]["rows"] == SPLIT_ROWS["train"] + SPLIT_ROWS["validation"]
+    assert len(provenance["source"]["files_sha256"]) == 5

@@ -57,8 +57,9 @@ from finetune.core.params import load_params
 from finetune.core.tasks import load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import load_classifier, load_tokenizer
+from finetune.training.evaluations import evaluation_sets
 from finetune.training.resume import EPOCH_ORDER_FILE, ReplayableOrderSampler
-from finetune.training.trainer import TrainingProgress, build_trainer, evaluation_sets
+from finetune.training.trainer import TrainingProgress, build_trainer
 from stages import download, tokenize
 from tests.repos import write_params
 
@@ -71,9 +72,9 @@ def trainer(project, tiny_params, tmp_path):
     tokenize.main()
     params, task, tokenized = load_params(), load_task(), load_tokenized()
     model = load_classifier(params.checkpoint, task, dropout=params.dropout)
+    sets, _ = evaluation_sets(task, tokenized, params.eval_sample_size)
     trainer, _ = build_trainer(params, task, model, load_tokenizer(params.checkpoint),
-                               tokenized["train"].remove_columns("idx"), evaluation_sets(task, tokenized),
-                               str(tmp_path / "checkpoints"))
+                               tokenized["train"].remove_columns("idx"), sets, str(tmp_path / "checkpoints"))
     return trainer
 
 

@@ -15,6 +15,7 @@ from sklearn.metrics import (
 )
 
 from finetune.core.tasks import GLUE_TASKS, own_data_task
+from finetune.scoring import scores
 from finetune.scoring.scores import bootstrap_intervals, task_metrics
 
 REFERENCE = {
@@ -132,6 +133,34 @@ def test_bootstrap_intervals_match_a_one_by_one_replay(task):
     assert set(intervals) == set(reference_scores)
     for name, samples in reference_scores.items():
         assert intervals[name] == pytest.approx(tuple(np.percentile(samples, [2.5, 97.5])), abs=1e-6), name
+
+
+@pytest.mark.parametrize("task", [GLUE_TASKS["mrpc"], TAGS], ids=lambda task: task.name)
+def test_bootstrap_in_bounded_chunks_gives_the_intervals_of_one_chunk(task, monkeypatch):
+    """The memory bound (a few resamples at a time on a large split) changes no interval: the chunks
+    take the same numbers from the generator as resamples drawn 500 at a time, as before the bound."""
+    if task.multi_label:
+        predictions, references = label_sets(4, size=60)
+        references = references.astype(np.float32)
+    else:
+        predictions, references = predictions_and_references(task, 4, size=60)
+    losses = np.random.default_rng(5).random(60)
+    whole = bootstrap_intervals(task, predictions, references, losses, resamples=700, seed=9)
+    monkeypatch.setattr(scores, "_DRAWS_PER_CHUNK", 7 * 60)  # 100 chunks of 7 resamples
+    assert bootstrap_intervals(task, predictions, references, losses, resamples=700, seed=9) == whole
+
+
+def test_bootstrap_memory_is_bounded_on_a_test_split_of_qqps_size():
+    import tracemalloc
+
+    predictions, references = predictions_and_references(GLUE_TASKS["qqp"], 6, size=390_965)  # QQP's test size
+    losses = np.random.default_rng(6).random(390_965).astype(np.float32)
+    tracemalloc.start()
+    bootstrap_intervals(GLUE_TASKS["qqp"], predictions, references, losses, resamples=100, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # 100 resamples drawn at once: 100 x 390,965 indices, gathered twice, would be over 700 MB.
+    assert peak < 250e6, f"peak {peak / 1e6:.0f} MB"
 
 
 def test_bootstrap_intervals_are_stable_to_the_third_decimal_with_the_default_resamples():

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from finetune.core.outputs import read_csv
+from finetune.core.outputs import read_csv, write_json
+from finetune.core.paths import TRAIN_METRICS_FILE
 from stages import download, tokenize, train
 from tests.repos import make_git_project, runner, write_params
 
@@ -66,8 +67,10 @@ def test_checkpoints_of_other_params_are_discarded(project, tiny_params, monkeyp
     write_params(project, tiny_params, epochs=1, save_steps=4)
     download.main()
     tokenize.main()
-    def full_disk(*arguments):
-        raise OSError(28, "No space left on device")
+    def full_disk(path, data):  # metrics/train.json, written after training, finds the disk full
+        if path == TRAIN_METRICS_FILE:
+            raise OSError(28, "No space left on device")
+        write_json(path, data)
 
     with monkeypatch.context() as patched:  # a failure after training keeps its checkpoints
         patched.setattr(train, "write_json", full_disk)

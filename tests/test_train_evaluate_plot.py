@@ -11,14 +11,16 @@ from sklearn.utils.class_weight import compute_class_weight
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2ForSequenceClassification
 
 from finetune.core.errors import run_stage
-from finetune.core.outputs import read_csv
+from finetune.core.outputs import read_csv, write_json
 from finetune.core.params import load_params, parse_params
+from finetune.core.paths import TRAIN_METRICS_FILE
 from finetune.core.tasks import GLUE_TASKS, load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import freeze_embeddings, load_classifier, load_tokenizer
 from finetune.reporting.diagnosis import explanation
 from finetune.reporting.remedies import remedies_text
-from finetune.training.trainer import build_trainer, evaluation_sets
+from finetune.training.evaluations import evaluation_sets
+from finetune.training.trainer import build_trainer
 from stages import diagnose, download, evaluate, plot, publish, tokenize, train
 from tests.conftest import SPLIT_ROWS, TOPICS, padded_tiny_batch, write_multi_label_data
 from tests.repos import write_params
@@ -208,7 +210,7 @@ def test_mid_run_evaluations_batch_pairs_of_similar_length(project, tiny_params,
     params = load_params()
     tokenized = load_tokenized()
     task = load_task()
-    sets = evaluation_sets(task, tokenized)
+    sets, _ = evaluation_sets(task, tokenized, params.eval_sample_size)
     model = load_classifier(params.checkpoint, task, dropout=params.dropout)
     trainer, _ = build_trainer(params, task, model, load_tokenizer(params.checkpoint),
                                tokenized["train"].remove_columns("idx"), sets, str(tmp_path / "out"))
@@ -251,8 +253,10 @@ def test_a_failure_after_training_keeps_the_checkpoints_and_the_rerun_resumes(pr
     for stage in (download, tokenize):
         stage.main()
 
-    def full_disk(*arguments):
-        raise OSError(28, "No space left on device")
+    def full_disk(path, data):  # metrics/train.json, written after training, finds the disk full
+        if path == TRAIN_METRICS_FILE:
+            raise OSError(28, "No space left on device")
+        write_json(path, data)
 
     with monkeypatch.context() as patched:
         patched.setattr(train, "write_json", full_disk)  # metrics/train.json, written after training

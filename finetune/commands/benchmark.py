@@ -28,13 +28,15 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_scheduler, set_seed
 
+from finetune.commands import scale_bench
 from finetune.core.errors import run_stage
 from finetune.core.params import load_params
 from finetune.core.tasks import load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import load_classifier, load_tokenizer
 from finetune.scoring.scores import predictions_of, task_metrics
-from finetune.training.trainer import build_trainer, evaluation_sets
+from finetune.training.evaluations import evaluation_sets
+from finetune.training.trainer import build_trainer
 
 COURSE_BATCH_SIZE = 8
 COURSE_LR = 5e-5
@@ -76,7 +78,7 @@ def train_stage_run(params, task, train_split, validation_split, tokenized, toke
     """The train stage's Trainer; returns (seconds, pairs trained, validation scores or None)."""
     if pairs is None:
         params = dataclasses.replace(params, seed=seed)
-        evaluation_sets_or_none = evaluation_sets(task, tokenized)
+        evaluation_sets_or_none, _ = evaluation_sets(task, tokenized, params.eval_sample_size)
     else:
         params = dataclasses.replace(params, seed=seed, max_steps=pairs // params.train_batch_size)
         evaluation_sets_or_none = None
@@ -131,6 +133,10 @@ def add_arguments(parser):
     parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="one run of each recipe per seed")
     parser.add_argument("--recipes", nargs="+", choices=RECIPES, default=RECIPES,
                         help="which recipes to run (default both; the ratio needs both)")
+    parser.add_argument("--scale", type=int, nargs="+", metavar="ROWS",
+                        help="instead: each stage's wall time, rows/s and peak memory on generated data of these "
+                             "many train rows (finetune/commands/scale_bench.py)")
+    scale_bench.add_arguments(parser)
 
 
 def main(argv=None):
@@ -140,6 +146,8 @@ def main(argv=None):
 
 
 def run(arguments):
+    if arguments.scale:
+        return scale_bench.run(arguments)
     pairs = None if arguments.full else arguments.pairs
 
     params = load_params()

@@ -5,7 +5,7 @@
   finetune pick            rank runs with their seed noise in view; --promote a winner beyond noise
   finetune study-report    a study's trials and Optuna's views (PNGs), from its storage
   finetune seeds           mean ± std over seeds of a commit's experiments
-  finetune bench           training speed against the course's plain loop
+  finetune bench           training speed against the course's plain loop; --scale: each stage at 10k-1M rows
   finetune plots-template  the offline page of `dvc plots show`
 
 Each takes --help. The work lives in the package (finetune/tune/, finetune/commands/); this

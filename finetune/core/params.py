@@ -19,6 +19,8 @@ from finetune.core.paths import PARAMS_FILE
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 HUB_DATASET = "nyu-mll/glue"
+AUTO = "auto"
+STEPS_OR_AUTO = ("eval_steps", "save_steps")  # each `auto` or a number of steps
 # A search trial: "<study>/<number>", the study named as `finetune search --study` accepts it.
 TRIAL = re.compile(r"(?P<study>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<number>\d+)")
 
@@ -48,11 +50,12 @@ class Params:
     lr_scheduler: str
     precision: str
     group_by_length: bool
-    eval_steps: int
+    eval_steps: int | str  # "auto" (finetune/training/evaluations.py) or steps
+    eval_sample_size: int
     logging_steps: int
     early_stopping_patience: int
     best_model_metric: str
-    save_steps: int
+    save_steps: int | str  # "auto": at every evaluation, or steps
     keep_checkpoints: int
     multi_label_threshold: float
     bootstrap_resamples: int
@@ -138,6 +141,10 @@ def _typed(source, name, value, expected):
         return _class_weights(source, value)
     if name == "label_column":  # a column, or a list of 0/1 columns
         expected = tuple if isinstance(value, list) else str
+    if name in STEPS_OR_AUTO:
+        if value == AUTO or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise PipelineError(f"{source}: {name} must be auto or a number of steps, got {value!r}")
     if name == "label_delimiter":
         if isinstance(value, str):  # names are stripped of spaces after the split: "," reads "a, b"
             return value
@@ -212,10 +219,11 @@ def _check_ranges(source, params):
     require(params.weight_decay >= 0, "weight_decay", "must be >= 0")
     require(0 <= params.dropout < 1, "dropout", "must be in [0, 1)")
     require(0 <= params.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
-    require(params.eval_steps > 0, "eval_steps", "must be > 0")
+    require(params.eval_steps == AUTO or params.eval_steps > 0, "eval_steps", "must be auto or > 0")
+    require(params.eval_sample_size > 0, "eval_sample_size", "must be > 0")
     require(params.logging_steps > 0, "logging_steps", "must be > 0")
     require(params.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 = off)")
-    require(params.save_steps > 0, "save_steps", "must be > 0")
+    require(params.save_steps == AUTO or params.save_steps > 0, "save_steps", "must be auto or > 0")
     require(params.keep_checkpoints > 0, "keep_checkpoints", "must be > 0")
     # transformers' set_seed seeds NumPy's legacy generator too, which takes 32-bit seeds only.
     require(0 <= params.seed < 2**32, "seed", "must be in [0, 2**32)")
@@ -251,9 +259,11 @@ def _check_ranges(source, params):
         require(params.label_delimiter == "", "label_delimiter",
                 "must be \"\" when label_column names 0/1 columns, which hold no label names")
     # Combinations that would run, but not as asked.
-    require(params.early_stopping_patience == 0 or params.save_steps % params.eval_steps == 0, "save_steps",
-            f"must be a multiple of eval_steps ({params.eval_steps}) with early stopping, which keeps the best "
-            "evaluation's checkpoint")
+    # With eval_steps auto, train checks this once it knows the run's steps (finetune/training/evaluations.py).
+    if AUTO not in (params.eval_steps, params.save_steps):
+        require(params.early_stopping_patience == 0 or params.save_steps % params.eval_steps == 0, "save_steps",
+                f"must be a multiple of eval_steps ({params.eval_steps}) with early stopping, which keeps the best "
+                "evaluation's checkpoint (or auto: at every evaluation)")
     require(params.warmup_ratio == 0 or params.lr_scheduler != "constant", "warmup_ratio",
             "must be 0 with lr_scheduler constant, which has no warm-up (use constant_with_warmup)")
     if params.precision == "fp16":

@@ -39,6 +39,8 @@ DIAGNOSIS_FILE = METRICS_DIR / "diagnosis.json"
 PER_CLASS_METRICS_FILE = METRICS_DIR / "per_class.json"
 TRAIN_HISTORY_FILE = METRICS_DIR / "history" / "train.csv"
 EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "evaluations.csv"
+# The rows each evaluation during training scored: {set: {"rows": n, "of": the split's rows}}.
+EVALUATED_ROWS_FILE = METRICS_DIR / "history" / "evaluated_rows.json"
 # DVCLive's folder: metrics.json, the latest logged values and step while the train stage runs.
 LIVE_DIR = METRICS_DIR / "live"
 PREDICTIONS_DIR = METRICS_DIR / "predictions"

@@ -13,20 +13,31 @@ Every source becomes the same normalised splits, checked (finetune/data/splits.p
 
 import csv
 import hashlib
+import itertools
 import os
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pyarrow.compute
 
 from finetune.core.errors import PipelineError
 from finetune.core.params import HUB_DATASET
 from finetune.core.paths import TOKENIZED_DIR, raw_split_file
 from finetune.core.tasks import NO_LABEL, glue_task, own_data_task
-from finetune.data.files import GLUE_TSV, GlueTsv, read_delimited, read_parquet, read_table_file
+from finetune.data.files import (
+    CHUNK_ROWS,
+    GLUE_TSV,
+    GlueTsv,
+    delimited_chunks,
+    joined,
+    parquet_chunks,
+    table_chunks,
+)
 from finetune.data.label_sets import label_set_columns, label_sets, train_label_names
-from finetune.data.splits import LabelReading, normalised_split, require_columns, split_dataset, written_label
+from finetune.data.splits import LabelReading, normalised_chunks, require_columns, split_dataset, written_label
 
-# A few thousand rows per split: per-operation progress bars would be noise, not progress.
+# The stages print their own progress lines (finetune/data/progress.py), per split, not per operation.
 datasets.disable_progress_bars()
 
 GLUE_DIR_VARIABLE = "GLUE_DIR"
@@ -36,7 +47,8 @@ OWN_SPLIT_FILES = {"train": ("train",), "validation": ("validation", "dev"), "te
 
 
 def load_data(params):
-    """Return (task, splits, source): the task, its normalised splits as a DatasetDict, and
+    """Return (task, splits, source): the task, {split: its normalised rows, an iterable of Datasets of
+    up to CHUNK_ROWS rows each (read as they are iterated: memory stays flat in the data's size)}, and
     where they came from (for provenance.json)."""
     if params.dataset != HUB_DATASET:
         return _load_own_data(Path(params.dataset), params.text_columns, params.label_column, params.label_delimiter,
@@ -63,8 +75,8 @@ def _load_from_hub(dataset, task):
     if missing:
         raise PipelineError(f"split {missing[0]!r} missing (found: {', '.join(hub)})")
     columns = _hub_columns(task)
-    splits = datasets.DatasetDict({split: _glue_split(task, split, f"{dataset}/{config} {split}", hub[split].to_dict(),
-                                                      columns) for split in task.splits})
+    splits = {split: _glue_split(task, split, f"{dataset}/{config} {split}", hub[split].iter(batch_size=CHUNK_ROWS),
+                                 columns) for split in task.splits}
     return splits, {"kind": "hub", "dataset": dataset, "config": config}
 
 
@@ -84,15 +96,15 @@ def _load_glue_dir(glue_dir, task):
         if not split_files or not all(path.is_file() for path in split_files):
             expected = split_files[0] if split_files else parquet_dir / f"{split}-*.parquet"
             raise PipelineError(f"split {split!r} missing: no file {expected}")
-    splits = datasets.DatasetDict()
+    splits = {}
     for split, split_files in files.items():
         if layout == "parquet":
-            table, columns = read_parquet(split_files).to_pydict(), _hub_columns(task)
+            chunks, columns = parquet_chunks(split_files), _hub_columns(task)
         else:
             (path,) = split_files
             names = tsv.columns if path.name in tsv.headerless else None
-            table, columns = read_delimited(path, "\t", csv.QUOTE_NONE, names=names, strict=False), tsv
-        splits[split] = _glue_split(task, split, ", ".join(map(str, split_files)), table, columns)
+            chunks, columns = delimited_chunks(path, "\t", csv.QUOTE_NONE, names=names, strict=False), tsv
+        splits[split] = _glue_split(task, split, ", ".join(map(str, split_files)), chunks, columns)
     files_sha256 = {path.name: sha256(path) for split_files in files.values() for path in split_files}
     return splits, {"kind": "local", "layout": layout, "files_sha256": files_sha256}
 
@@ -103,7 +115,7 @@ def _hub_columns(task):
                    "float" if task.regression else "index")
 
 
-def _glue_split(task, split, name, table, columns):
+def _glue_split(task, split, name, chunks, columns):
     """A GLUE split normalised; -1 (-1.0 for STS-B) means "no label", on test splits only."""
     unlabelled = frozenset({NO_LABEL} if split in task.test_splits else ())
     if columns.labels == "float":
@@ -112,7 +124,7 @@ def _glue_split(task, split, name, table, columns):
         classes = range(task.num_labels) if columns.labels == "index" else task.label_names
         reading = LabelReading({label: index for index, label in enumerate(classes)}, unlabelled,
                                f"one of {', '.join(map(str, classes))}")
-    return normalised_split(task, name, table, columns.text, columns.label, reading)
+    return normalised_chunks(task, name, chunks, columns.text, columns.label, reading)
 
 
 def _load_own_data(folder, text_columns, label_column, label_delimiter, allow_empty_labels):
@@ -120,55 +132,86 @@ def _load_own_data(folder, text_columns, label_column, label_delimiter, allow_em
     if {"label", "idx", *label_columns} & set(text_columns):
         raise PipelineError(f"params.yaml: text_columns must not include label_column ({label_column!r}), 'label' "
                             f"or 'idx' (data/raw's names for the label and row number), got {list(text_columns)}")
-    files = _own_files(folder)
-    tables = {split: read_table_file(path) for split, path in files.items()}
-    require_columns(files["train"], tables["train"], [*text_columns, *label_columns])
-    label_set_source = label_set_columns(label_column, label_delimiter, allow_empty_labels, tables["train"])
-    if label_set_source:
-        return _own_label_sets(folder, files, tables, text_columns, label_set_source)
-    train_labels = [written_label(value) for value in tables["train"][label_column]]
-    known = [label for label in train_labels if label is not None]
+    shards = _own_files(folder)
+    sources = {"kind": "local", "layout": "own",
+               "files_sha256": {path.name: sha256(path) for paths in shards.values() for path in paths}}
+    label_sets_given = isinstance(label_column, tuple) or label_delimiter
+    known, lists = (set(), True) if label_sets_given else _train_labels(shards["train"], text_columns, label_column)
+    if lists:  # a multi-label task, read whole (its label names are known only once every row is read)
+        files = {split: _named(paths) for split, paths in shards.items()}
+        tables = {split: joined(itertools.chain.from_iterable(map(table_chunks, paths))) for split, paths in shards.items()}
+        require_columns(files["train"], tables["train"], [*text_columns, *label_columns])
+        source = label_set_columns(label_column, label_delimiter, allow_empty_labels, tables["train"])
+        return (*_own_label_sets(folder, files, tables, text_columns, source), sources)
     # Any fractional number makes a regression; whole numbers and strings are classes.
     regression = any(isinstance(label, float) for label in known)
-    classes = None if regression else sorted(set(known), key=lambda label: (isinstance(label, str), label))
+    classes = None if regression else sorted(known, key=lambda label: (isinstance(label, str), label))
     if classes is not None and len(classes) < 2:
-        raise PipelineError(f"{files['train']}: column {label_column!r} has {len(classes)} distinct label(s) "
+        raise PipelineError(f"{_named(shards['train'])}: column {label_column!r} has {len(classes)} distinct label(s) "
                             f"({_listed(classes)}); a classification needs at least two")
     label_names = None if regression else [str(label) for label in classes]
-    task = own_data_task(folder.resolve().name, text_columns, label_names, "test" in files)
+    task = own_data_task(folder.resolve().name, text_columns, label_names, "test" in shards)
     if regression:
         expected = "a number (train's labels are numbers: a regression)"
     else:
         expected = f"one of train's labels ({_listed(label_names)})"
     class_indices = None if regression else {label: index for index, label in enumerate(classes)}
-    splits = datasets.DatasetDict({
-        split: normalised_split(task, str(path), tables[split], {column: column for column in text_columns}, label_column,
-                           LabelReading(class_indices, frozenset({None} if split == "test" else ()), expected))
-        for split, path in files.items()})
-    return task, splits, {"kind": "local", "layout": "own", "files_sha256": {path.name: sha256(path)
-                                                                             for path in files.values()}}
+    text = {column: column for column in text_columns}
+    splits = {split: _shard_chunks(task, paths, text, label_column,
+                                   LabelReading(class_indices, frozenset({None} if split == "test" else ()), expected))
+              for split, paths in shards.items()}
+    return task, splits, sources
+
+
+def _shard_chunks(task, paths, text, label, reading):
+    """The normalised chunks of a split's files one after the other, numbered on across them (a bad
+    row is named by its file and its row there)."""
+    earlier_rows = 0
+    for path in paths:
+        rows = 0
+        for chunk in normalised_chunks(task, str(path), table_chunks(path), text, label, reading, earlier_rows):
+            rows += len(chunk)
+            yield chunk
+        earlier_rows += rows
+
+
+def _train_labels(paths, text_columns, label_column):
+    """(train's distinct labels as written, whether a cell holds a list: a multi-label task), read
+    chunk by chunk; the train files' columns checked."""
+    known = set()
+    for path in paths:
+        for chunk in table_chunks(path):
+            require_columns(path, chunk, [*text_columns, label_column])
+            values = chunk[label_column]
+            if any(isinstance(value, list) for value in values):
+                return known, True
+            known.update(label for label in map(written_label, values) if label is not None)
+    return known, False
 
 
 def _own_label_sets(folder, files, tables, text_columns, source):
     """A multi-label task of your own files (finetune/data/label_sets.py)."""
     label_names = train_label_names(files["train"], tables["train"], source)
     task = own_data_task(folder.resolve().name, text_columns, label_names, "test" in files, multi_label=True)
-    splits = datasets.DatasetDict()
+    splits = {}
     for split, path in files.items():
         require_columns(path, tables[split], [*text_columns, *([] if split == "test" else source.names)])
         labels = label_sets(path, tables[split], source, label_names, unlabelled_allowed=split == "test")
-        splits[split] = split_dataset(task, str(path), tables[split], {column: column for column in text_columns},
-                                       labels)
-    return task, splits, {"kind": "local", "layout": "own", "files_sha256": {path.name: sha256(path)
-                                                                             for path in files.values()}}
+        splits[split] = [split_dataset(task, str(path), tables[split], {column: column for column in text_columns},
+                                       labels)]
+    return task, splits
 
 
 def _own_files(folder):
+    """{split: its files}: one file (train.csv), or shards of one format read in name order
+    (train-00000-of-00004.parquet, ...)."""
     files = {}
     for split, names in OWN_SPLIT_FILES.items():
-        found = [folder / f"{name}.{fmt}" for name in names for fmt in OWN_FORMATS if (folder / f"{name}.{fmt}").is_file()]
+        found = [[folder / f"{name}.{fmt}"] for name in names for fmt in OWN_FORMATS if (folder / f"{name}.{fmt}").is_file()]
+        found += [shards for name in names for fmt in OWN_FORMATS if (shards := sorted(folder.glob(f"{name}-*.{fmt}")))]
         if len(found) > 1:
-            raise PipelineError(f"split {split!r} has {len(found)} files: {', '.join(map(str, found))}; keep one")
+            raise PipelineError(f"split {split!r} has {len(found)} files or sets of shards: "
+                                f"{'; '.join(map(_named, found))}; keep one (shards: of one format)")
         if found:
             files[split] = found[0]
         elif split != "test":
@@ -177,16 +220,24 @@ def _own_files(folder):
     return files
 
 
+def _named(paths):
+    """A split's file, or its shards as a pattern: <folder>/train-*.csv."""
+    if len(paths) == 1:
+        return str(paths[0])
+    return str(paths[0].with_name(f"{paths[0].name.split('-')[0]}-*{paths[0].suffix}"))
+
+
 def _listed(labels, limit=10):
     shown = ", ".join(map(str, labels[:limit]))
     return shown if len(labels) <= limit else f"{shown}, ... ({len(labels)} in all)"
 
 
-def load_raw_splits(task):
+def load_raw_splits(task, scratch):
+    """data/raw's splits, memory-mapped from Arrow copies in the folder `scratch` (not read into memory)."""
     missing = [raw_split_file(split) for split in task.splits if not raw_split_file(split).is_file()]
     if missing:
         raise PipelineError(f"{missing[0]} not found: run `dvc repro download` first")
-    return datasets.DatasetDict({split: datasets.Dataset(read_parquet([raw_split_file(split)]))
+    return datasets.DatasetDict({split: datasets.Dataset.from_parquet(str(raw_split_file(split)), cache_dir=scratch)
                                  for split in task.splits})
 
 
@@ -200,9 +251,13 @@ def load_tokenized():
 
 def sorted_by_length(split_data):
     """The split ordered by token count: batches of similar lengths need little padding,
-    and evaluation results do not depend on the order."""
-    lengths = [len(input_ids) for input_ids in split_data["input_ids"]]
-    return split_data.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+    and evaluation results do not depend on the order. Ties keep the split's order."""
+    return split_data.select(np.argsort(token_counts(split_data), kind="stable"))
+
+
+def token_counts(split_data):
+    """Each row's token count, from Arrow (a million rows are not a million Python lists)."""
+    return pyarrow.compute.list_value_length(split_data.with_format("arrow")["input_ids"]).to_numpy()
 
 
 def sha256(path):

@@ -25,13 +25,25 @@ class LabelReading:
     expected: str
 
 
-def normalised_split(task, name, table, text, label, reading):
-    """One split as data/raw holds it, checked. `table`: {column: values} of the file(s) `name`;
-    `text`: {the task's text column: the file's column}; `label`: the file's label column, which
-    a split where `reading` allows unlabelled rows (a test split) may lack."""
+def normalised_chunks(task, name, chunks, text, label, reading, earlier_rows=0):
+    """One split as data/raw holds it, checked, chunk by chunk: a Dataset of each {column: values} of
+    `chunks`, read from the file(s) `name`, its rows numbered on from the chunk before (and from the
+    split's `earlier_rows` in files before this one). `text`: {the task's text column: the file's
+    column}; `label`: the file's label column, which a split where `reading` allows unlabelled rows (a
+    test split) may lack."""
+    first_row = 0
+    for table in chunks:
+        rows = max((len(values) for values in table.values()), default=0)
+        if rows == 0 and first_row == 0:
+            raise PipelineError(f"{name}: no rows")
+        if rows:
+            yield normalised_split(task, name, table, text, label, reading, first_row, earlier_rows)
+        first_row += rows
+
+
+def normalised_split(task, name, table, text, label, reading, first_row=0, earlier_rows=0):
+    """One chunk of a split (normalised_chunks), its first row numbered `first_row` in its file."""
     rows = max((len(values) for values in table.values()), default=0)
-    if rows == 0:
-        raise PipelineError(f"{name}: no rows")
     unlabelled = math.nan if task.regression else NO_LABEL
     labelled = label in table or not reading.unlabelled
     require_columns(name, table, [*text.values(), *([label] if labelled else [])])
@@ -41,18 +53,21 @@ def normalised_split(task, name, table, text, label, reading):
         if written in reading.unlabelled:
             labels.append(unlabelled)
         elif written is None:
-            raise PipelineError(f"{name} row {row}: no label in column {label!r} (only a test file may lack labels)")
+            raise PipelineError(f"{name} row {first_row + row}: no label in column {label!r} (only a test file may "
+                                "lack labels)")
         elif reading.classes is None and isinstance(written, (int, float)) and not isinstance(written, bool):
             labels.append(float(written))
         elif reading.classes is not None and written in reading.classes:
             labels.append(reading.classes[written])
         else:
-            raise PipelineError(f"{name} row {row}: label {value!r} is not {reading.expected}")
-    return split_dataset(task, name, table, text, labels)
+            raise PipelineError(f"{name} row {first_row + row}: label {value!r} is not {reading.expected}")
+    return split_dataset(task, name, table, text, labels, first_row, earlier_rows)
 
 
-def split_dataset(task, name, table, text, labels):
-    """The split of data/raw: `text`'s columns, checked, the normalised labels and the row numbers."""
+def split_dataset(task, name, table, text, labels, first_row=0, earlier_rows=0):
+    """The split of data/raw (or a chunk of it, from row `first_row` of its file, after the split's
+    `earlier_rows` in files before it): `text`'s columns, checked, the normalised labels and the row
+    numbers in the split."""
     if not labels:
         raise PipelineError(f"{name}: no rows")
     texts = {}
@@ -60,8 +75,9 @@ def split_dataset(task, name, table, text, labels):
         texts[column] = table[file_column]
         for row, sentence in enumerate(texts[column]):
             if not isinstance(sentence, str) or not sentence.strip():
-                raise PipelineError(f"{name} row {row}: {column} is empty or not text ({sentence!r})")
-    return datasets.Dataset.from_dict({**texts, "label": labels, "idx": list(range(len(labels)))},
+                raise PipelineError(f"{name} row {first_row + row}: {column} is empty or not text ({sentence!r})")
+    first_idx = earlier_rows + first_row
+    return datasets.Dataset.from_dict({**texts, "label": labels, "idx": list(range(first_idx, first_idx + len(labels)))},
                                       features=features(task))
 
 

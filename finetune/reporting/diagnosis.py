@@ -91,7 +91,9 @@ def explanation(task, diagnosis, params):
         reason = (f"{validation} {shown} {diagnosis[f'final_{validation}_{metric}']:.3f} is above {baseline}, "
                   f"{validation} loss rose {rise:.0%} from its minimum and the train/{validation} {shown} gap is "
                   f"{gap:.3f}")
-    return f"{verdict}: {reason}"
+    rows, of = diagnosis.get("curves_validation_rows"), diagnosis.get("validation_rows")
+    sample = f" (curves of a stratified sample of {rows:,} of {validation}'s {of:,} rows)" if rows and rows < of else ""
+    return f"{verdict}: {reason}{sample}"
 
 
 def metric_words(task):

@@ -13,6 +13,7 @@ runs each over several seeds as DVC experiments and says which fixed the verdict
 import dataclasses
 import math
 
+from finetune.core.params import AUTO
 from finetune.reporting.diagnosis import metric_words
 
 # How far a remedy moves a param: a factor of three on a learning rate is a clear step on
@@ -45,7 +46,9 @@ def remedies(task, diagnosis, params, trained_steps):
         rise = diagnosis[f"{validation}_loss_rise"]
         found.append(Remedy("stop-at-best", f"{validation} loss was lowest at step {best_step} of {trained_steps}, then "
                             f"rose {rise:.0%}: train for {best_step} steps", {"max_steps": int(best_step)}))
-        save_steps = params.save_steps if params.save_steps % params.eval_steps == 0 else params.eval_steps
+        # Early stopping keeps the best evaluation's checkpoint: one at every evaluation (auto) always fits.
+        fits = params.save_steps == AUTO or params.eval_steps != AUTO and params.save_steps % params.eval_steps == 0
+        save_steps = params.save_steps if fits else AUTO
         found.append(Remedy("early-stopping", f"stop after {PATIENCE} evaluations without a better {validation} "
                             "score and keep the best model", {"early_stopping_patience": PATIENCE,
                                                              **({"save_steps": save_steps}

@@ -142,7 +142,8 @@ def _run_fingerprint(training_arguments, params):
     for arrow_file in sorted((TOKENIZED_DIR / "train").glob("*.arrow")):
         train_data.update(arrow_file.read_bytes())
     other_params = {name: getattr(params, name) for name in
-                    ("checkpoint", "dropout", "freeze_embeddings", "cpu_speedups", "group_by_length")}
+                    ("checkpoint", "dropout", "freeze_embeddings", "cpu_speedups", "group_by_length",
+                     "eval_sample_size")}
     fingerprint = {"training_arguments": training_arguments.to_dict(), "params": other_params,
                    "train_data_sha256": train_data.hexdigest()}
     # Through JSON and back, as the saved one is read (tuples become lists).

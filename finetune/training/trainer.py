@@ -1,9 +1,10 @@
-"""The train stage's `Trainer`: params to TrainingArguments, the evaluation sets, callbacks.
+"""The train stage's `Trainer`: params to TrainingArguments, and its callbacks.
 
 Uses the Hugging Face `Trainer` (which runs on Accelerate) rather than a hand-written
-Accelerate loop: evaluation every `eval_steps`, per-step logging of loss, learning rate
-and gradient norm, mixed precision, length-grouped batches, early stopping and keeping
-the best model are all options of it, so this module only wires params to them.
+Accelerate loop: evaluation every `eval_steps` (when and on which rows:
+finetune/training/evaluations.py), per-step logging of loss, learning rate and gradient norm,
+mixed precision, length-grouped batches, early stopping and keeping the best model are all
+options of it, so this module only wires params to them.
 """
 
 import os
@@ -12,17 +13,14 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Progres
 
 from finetune.core.errors import PipelineError
 from finetune.core.metrics import LOSS, higher_is_better
-from finetune.core.tasks import TRAIN_SUBSET, best_model_metric
-from finetune.data.loading import sorted_by_length
+from finetune.core.tasks import best_model_metric
 from finetune.models import device_arguments, freeze_embeddings
 from finetune.scoring.scores import metrics_function
 from finetune.training.class_weights import weighted_loss
 from finetune.training.cpu_speedups import apply_cpu_speedups
+from finetune.training.evaluations import cadence, run_steps
 from finetune.training.live import completes_evaluation, evaluation_scores
 from finetune.training.resume import ResumableOrderTrainer
-
-# Fixed, unlike `seed`: every run is measured on the same train pairs.
-TRAIN_SUBSET_SEED = 0
 
 
 class TrainingProgress(ProgressCallback):
@@ -47,8 +45,9 @@ class TrainingProgress(ProgressCallback):
         self.training_bar.write(f"train: step {state.global_step}/{state.max_steps}: " + " | ".join(sets))
 
 
-def training_arguments(params, task, output_dir, evaluate=True):
+def training_arguments(params, task, output_dir, train_rows, evaluate=True):
     early_stopping = evaluate and params.early_stopping_patience > 0
+    eval_steps, save_steps = cadence(params, run_steps(params, train_rows))
     watched = best_model_metric(params, task)
     return TrainingArguments(
         output_dir=output_dir,
@@ -65,14 +64,14 @@ def training_arguments(params, task, output_dir, evaluate=True):
         # Random order; ResumableOrderTrainer groups train batches by length itself where asked.
         train_sampling_strategy="random",
         eval_strategy="steps" if evaluate else "no",
-        eval_steps=params.eval_steps,
+        eval_steps=eval_steps,
         logging_strategy="steps",
         logging_steps=params.logging_steps,
         # Resumable checkpoints (model, optimizer, scheduler, RNG states, step); early
         # stopping also keeps the best evaluation's one. A search trial keeps none (a killed one
         # is run again): each is a third of a GB on disk for MiniLM, model and optimizer.
         save_strategy="steps" if early_stopping or not params.trial else "no",
-        save_steps=params.save_steps,
+        save_steps=save_steps,
         save_total_limit=params.keep_checkpoints,
         load_best_model_at_end=early_stopping,
         metric_for_best_model=f"{task.validation_splits[0]}_{watched}",
@@ -101,7 +100,9 @@ def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, 
     `class_weights`: {label: weight} of the loss (finetune/training/class_weights.py), or None.
 
     Returns (trainer, what the CPU speed-ups did: a line for the log, or None when off)."""
-    args = training_arguments(params, task, output_dir, evaluate=bool(evaluation_sets))
+    # Without a train split, a Trainer for its loss alone (a test): a step of one batch.
+    train_rows = len(train_split) if train_split is not None else params.train_batch_size
+    args = training_arguments(params, task, output_dir, train_rows, evaluate=bool(evaluation_sets))
     if params.freeze_embeddings:
         freeze_embeddings(model)  # before Trainer makes its optimizer, which takes trainable weights only
     speedups = apply_cpu_speedups(model, on_cpu=args.use_cpu) if params.cpu_speedups else None
@@ -125,12 +126,3 @@ def build_trainer(params, task, model, tokenizer, train_split, evaluation_sets, 
     trainer.add_callback(TrainingProgress(task))
     return trainer, speedups
 
-
-def evaluation_sets(task, tokenized):
-    """A fixed random subset of train as large as the (first) validation split, and each
-    validation split, in length order."""
-    validation_splits = {split: tokenized[split].remove_columns("idx") for split in task.validation_splits}
-    subset_size = min(len(tokenized["train"]), len(validation_splits[task.validation_splits[0]]))
-    train_subset = tokenized["train"].remove_columns("idx").shuffle(seed=TRAIN_SUBSET_SEED).select(range(subset_size))
-    return {TRAIN_SUBSET: sorted_by_length(train_subset),
-            **{split: sorted_by_length(data) for split, data in validation_splits.items()}}
