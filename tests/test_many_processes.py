@@ -68,7 +68,8 @@ def test_two_processes_train_and_evaluate_as_one(tmp_path, tiny_params, glue_par
 
     # Only the main process reports and writes: the same files as one process, each once.
     assert logs["train"].count("train: 12 steps") == 1
-    assert logs["evaluate"].count("evaluate: ") == 1
+    assert logs["evaluate"].count("-> metrics/evaluation.json") == 1
+    assert logs["evaluate"].count("evaluate: validation: 16 rows predicted") == 1
     written = {run: sorted(str(path.relative_to(run)) for folder in ("metrics", "trained_model")
                            for path in (run / folder).rglob("*")) for run in (one, two)}
     assert written[two] == written[one]
