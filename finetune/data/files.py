@@ -64,11 +64,6 @@ def table_chunks(path, rows=CHUNK_ROWS):
         yield from _json_chunks(path, rows)
 
 
-def read_table_file(path):
-    """{column: values} of one of your files, whole."""
-    return joined(table_chunks(path))
-
-
 def joined(chunks):
     """One {column: values} of consecutive chunks; a column missing from a chunk is None there."""
     table, count = {}, 0
@@ -120,11 +115,6 @@ def _columns(path, records, first_row):
     return columns
 
 
-def read_delimited(path, delimiter, quoting, names=None, strict=True):
-    """{column: values} of a CSV or TSV file, whole (see `delimited_chunks`)."""
-    return joined(delimited_chunks(path, delimiter, quoting, names, strict))
-
-
 def delimited_chunks(path, delimiter, quoting, names=None, strict=True, rows=CHUNK_ROWS):
     """{column: values} of a CSV or TSV file, `rows` rows at a time; `names`: its columns when it has no
     header line. A short row's missing cells are None; `strict`: a row with more cells than columns is an error."""
@@ -164,16 +154,6 @@ def utf8_lines(path):
                 offset += len(line)
     except OSError as error:
         raise PipelineError(f"{path}: unreadable ({error.strerror})") from None
-
-
-def read_parquet(paths):
-    tables = []
-    for path in paths:
-        try:
-            tables.append(pyarrow.parquet.read_table(path))
-        except (pyarrow.ArrowException, OSError) as error:
-            raise PipelineError(f"{path}: unreadable parquet file ({error})") from None
-    return pyarrow.concat_tables(tables)
 
 
 def parquet_chunks(paths, rows=CHUNK_ROWS, columns=None):
