@@ -308,3 +308,35 @@ def train_stage_entry():
     from finetune.core.errors import run_stage
 
     run_stage(train.main)
+
+
+def _draw_reports(storage, folder, times):
+    from finetune.tune.study_report import write_study_report
+    study = optuna.load_study(study_name="shared", storage=storage)
+    for _ in range(times):
+        write_study_report(study, folder)
+
+
+@pytest.mark.slow
+def test_workers_drawing_one_study_report_at_once_each_leave_it_whole(tmp_path):
+    # Search workers in one folder finish at about the same time and each draws the report.
+    import multiprocessing
+    from pathlib import Path
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="shared", storage=storage, direction="maximize")
+    for value, (lr, batch) in enumerate([(1e-5, 8), (3e-5, 16), (1e-4, 8)]):
+        study.enqueue_trial({"lr": lr, "batch": batch})
+        study.optimize(lambda trial: value + trial.suggest_float("lr", 1e-6, 1e-3, log=True)
+                       + trial.suggest_categorical("batch", [8, 16]), n_trials=1)
+    folder = tmp_path / "tuning" / "shared"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_draw_reports, args=(storage, folder, 4)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert sorted(path.name for path in Path(folder).iterdir()) == ["figures", "report.md"]
+    assert sorted(path.name for path in (folder / "figures").iterdir()) == [
+        "optimization_history.png", "parallel_coordinate.png", "param_importances.png"]
+    assert "| 2 |" in (folder / "report.md").read_text()

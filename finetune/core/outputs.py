@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import errno
 import json
 import os
 import shutil
@@ -17,12 +18,13 @@ def atomic_output(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.incomplete")
+    # Named per process: writers of one output at once (search workers sharing a folder, each
+    # drawing the study report) never write into, or remove, each other's staging.
+    staging = path.with_name(f".{path.name}.{os.getpid()}.incomplete")
     _remove(staging)
     try:
         yield staging
-        _remove(path)
-        os.replace(staging, path)
+        _put_in_place(staging, path)
     finally:
         _remove(staging)
 
@@ -65,6 +67,29 @@ def link_tree(source, destination, skip=()):
 def read_csv(path):
     with open(path, newline="") as csv_file:
         return list(csv.DictReader(csv_file))
+
+
+def _put_in_place(staging, path):
+    """Rename `staging` to `path`. A folder cannot replace a folder, so the old one is first
+    renamed out of the way; if another writer put its own in place meanwhile, the last wins."""
+    if not staging.is_dir():
+        if path.is_dir() and not path.is_symlink():
+            _remove(path)
+        os.replace(staging, path)
+        return
+    for _ in range(100):
+        retired = path.with_name(f".{path.name}.{os.getpid()}.old")
+        _remove(retired)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, retired)
+        _remove(retired)
+        try:
+            os.rename(staging, path)
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise OSError(errno.EBUSY, f"{path} kept being replaced by other writers")
 
 
 def _remove(path):

@@ -38,7 +38,8 @@ def write_study_report(study, folder):
             figure.savefig(staging / name, dpi=100, bbox_inches="tight")
             plt.close(figure)
             drawn.append(name)
-    (folder / REPORT_FILE).write_text(_report(study, trials, drawn, skipped))
+    with atomic_output(folder / REPORT_FILE) as staging:
+        staging.write_text(_report(study, trials, drawn, skipped))
     return drawn
 
 
