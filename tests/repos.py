@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-EVERY_STAGE = ["download", "tokenize", "train", "evaluate", "diagnose", "plot", "publish"]
+EVERY_STAGE = ["download", "tokenize", "train", "evaluate", "diagnose", "plot", "export", "publish"]
 # What a run of the pipeline writes; the tracked small files of metrics/ and the cached outputs.
 ALL_OUTPUTS = [
     "data/raw/train.parquet", "data/raw/provenance.json", "data/raw/task.json", "data/tokenized/dataset_dict.json",
@@ -19,6 +19,7 @@ ALL_OUTPUTS = [
     "metrics/train.json", "metrics/evaluation.json", "metrics/history/train.csv", "metrics/history/evaluations.csv",
     "metrics/live/metrics.json", "metrics/diagnosis.json", "metrics/predictions/validation.csv",
     "metrics/predictions/test.csv", "metrics/report/report.md", "metrics/report/figures/loss.png",
+    "exported/model.onnx", "exported/model-int8.onnx", "metrics/export.json", "models/task.json",
 ]
 
 

@@ -13,14 +13,14 @@ import yaml
 
 from finetune.core import params as params_module
 from finetune.core.params import Params
-from stages import diagnose, download, evaluate, plot, publish, tokenize, train
+from stages import diagnose, download, evaluate, export, plot, publish, tokenize, train
 from tests.conftest import write_own_data
 from tests.repos import PROJECT_ROOT, write_params
 
 PROJECT_PACKAGES = ("finetune", "stages")
 STAGES = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
 STAGE_MODULES = {"download": download, "tokenize": tokenize, "train": train, "evaluate": evaluate,
-                 "diagnose": diagnose, "plot": plot, "publish": publish}
+                 "diagnose": diagnose, "plot": plot, "export": export, "publish": publish}
 FIELDS = {field.name for field in dataclasses.fields(Params)}
 
 

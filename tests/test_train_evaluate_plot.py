@@ -21,7 +21,7 @@ from finetune.reporting.diagnosis import explanation
 from finetune.reporting.remedies import remedies_text
 from finetune.training.evaluations import evaluation_sets
 from finetune.training.trainer import build_trainer
-from stages import diagnose, download, evaluate, plot, publish, tokenize, train
+from stages import diagnose, download, evaluate, export, plot, publish, tokenize, train
 from tests.conftest import SPLIT_ROWS, TOPICS, padded_tiny_batch, write_multi_label_data
 from tests.repos import write_params
 
@@ -34,7 +34,7 @@ def trained_project(tmp_path_factory, tiny_params, glue_parquet_dir):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(project_dir)
         monkeypatch.setenv("GLUE_DIR", str(glue_parquet_dir))
-        for stage in (download, tokenize, train, evaluate, diagnose, plot, publish):
+        for stage in (download, tokenize, train, evaluate, diagnose, plot, export, publish):
             stage.main()
     return project_dir
 
@@ -153,7 +153,7 @@ def test_plot_writes_a_report_with_curves_verdict_and_every_param(trained_projec
 def test_publish_gives_the_trained_model_its_card(trained_project, tiny_params):
     published, trained = trained_project / "models", trained_project / "trained_model"
     assert sorted(path.name for path in published.iterdir()) == sorted(
-        [*(path.name for path in trained.iterdir()), "README.md"])
+        [*(path.name for path in trained.iterdir()), "README.md", "task.json"])
     # Hard links: the same file, no second copy on disk.
     assert (published / "model.safetensors").stat().st_ino == (trained / "model.safetensors").stat().st_ino
     _, front_matter, prose = (published / "README.md").read_text().split("---\n", 2)

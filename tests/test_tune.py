@@ -326,7 +326,7 @@ def test_workers_drawing_one_study_report_at_once_each_leave_it_whole(tmp_path):
     study = optuna.create_study(study_name="shared", storage=storage, direction="maximize")
     for value, (lr, batch) in enumerate([(1e-5, 8), (3e-5, 16), (1e-4, 8)]):
         study.enqueue_trial({"lr": lr, "batch": batch})
-        study.optimize(lambda trial: value + trial.suggest_float("lr", 1e-6, 1e-3, log=True)
+        study.optimize(lambda trial, value=value: value + trial.suggest_float("lr", 1e-6, 1e-3, log=True)
                        + trial.suggest_categorical("batch", [8, 16]), n_trials=1)
     folder = tmp_path / "tuning" / "shared"
     context = multiprocessing.get_context("spawn")

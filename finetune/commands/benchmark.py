@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, get_scheduler, set_seed
 
-from finetune.commands import scale_bench
+from finetune.commands import inference_bench, scale_bench
 from finetune.core.errors import run_stage
 from finetune.core.params import load_params
 from finetune.core.tasks import load_task
@@ -137,6 +137,7 @@ def add_arguments(parser):
                         help="instead: each stage's wall time, rows/s and peak memory on generated data of these "
                              "many train rows (finetune/commands/scale_bench.py)")
     scale_bench.add_arguments(parser)
+    inference_bench.add_arguments(parser)
 
 
 def main(argv=None):
@@ -148,6 +149,8 @@ def main(argv=None):
 def run(arguments):
     if arguments.scale:
         return scale_bench.run(arguments)
+    if arguments.inference:
+        return inference_bench.run(arguments)
     pairs = None if arguments.full else arguments.pairs
 
     params = load_params()

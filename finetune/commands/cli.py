@@ -5,7 +5,9 @@
   finetune pick            rank runs with their seed noise in view; --promote a winner beyond noise
   finetune study-report    a study's trials and Optuna's views (PNGs), from its storage
   finetune seeds           mean ± std over seeds of a commit's experiments
-  finetune bench           training speed against the course's plain loop; --scale: each stage at 10k-1M rows
+  finetune predict         the published model on new rows (a file or folder) to a CSV; metrics where labelled
+  finetune bench           training speed against the course's plain loop; --scale: each stage at 10k-1M rows;
+                           --inference: rows/s of torch, ONNX and int8
   finetune plots-template  the offline page of `dvc plots show`
 
 Each takes --help. The work lives in the package (finetune/tune/, finetune/commands/); this
@@ -54,6 +56,9 @@ def _commands():
                          "coordinates (PNGs)", _report_arguments, _study_report),
         "seeds": ("Mean ± std over seeds of every configuration among a commit's experiments",
                   aggregate_seeds.add_arguments, aggregate_seeds.run),
+        "predict": ("The published model's predictions of every row of a file or folder (csv, tsv, json, jsonl, "
+                    "parquet), in its order, to a CSV; with labels, the metrics and their intervals",
+                    _predict_arguments, _predict),
         "bench": ("Training speed of the train stage against the course's plain loop", benchmark.add_arguments,
                   benchmark.run),
         "plots-template": ("The offline page of `dvc plots show`, vega bundles inlined", plots_template.add_arguments,
@@ -147,6 +152,40 @@ def _study_report(arguments):
     folder = Path("tuning") / arguments.study
     write_study_report(study, folder)
     print(f"study-report: {folder}/report.md")
+
+
+def _predict_arguments(parser):
+    parser.add_argument("input", type=Path, help="a csv, tsv, json, jsonl or parquet file, or a folder of them")
+    parser.add_argument("--output", "-o", type=Path, help="the CSV written (default: <input name>.predictions.csv here)")
+    parser.add_argument("--engine", choices=("torch", "onnx", "int8"), default="torch",
+                        help="torch (models/), or the export stage's onnx or int8 (exported/); default torch")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--rev", help="the model of this Git revision or experiment (default: the workspace's)")
+    source.add_argument("--artifact", help="the model of this registry version of text-classifier, '#STAGE' for a "
+                        "stage's, 'latest' for the newest")
+    parser.add_argument("--batch-size", type=_positive, help="rows per batch (default: params.yaml's eval_batch_size)")
+    parser.add_argument("--id-column", default="idx", help="the input's column that names each row, copied to the "
+                        "output (default idx; without it, the row number)")
+    parser.add_argument("--label-column", default="label",
+                        help="the input's label column: where present, the metrics are printed (default label)")
+    parser.add_argument("--threshold", type=float, help="a multi-label model's threshold (default: its run's)")
+
+
+def _predict(arguments):
+    import dataclasses
+
+    from finetune.core.params import load_params
+    from finetune.serving.model_source import model_folders
+    from finetune.serving.predict import predict
+
+    params = load_params()
+    output = arguments.output or Path(f"{arguments.input.name.split('.')[0]}.predictions.csv")
+    options = dataclasses.make_dataclass("Options", ["batch_size", "precision", "label_column", "id_column", "threshold",
+                                                     "bootstrap_resamples", "bootstrap_seed"])(
+        arguments.batch_size or params.eval_batch_size, params.precision, arguments.label_column, arguments.id_column,
+        arguments.threshold, params.bootstrap_resamples, params.bootstrap_seed)
+    with model_folders(arguments.rev, arguments.artifact, arguments.engine) as (model_folder, exported_folder):
+        predict(arguments.input, output, arguments.engine, model_folder, exported_folder, options)
 
 
 def _pick_arguments(parser):

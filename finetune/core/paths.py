@@ -24,6 +24,8 @@ TRIAL_SCORES_DIR = TRAINED_MODEL_DIR / "trial"
 TRIAL_SCORES_FILE = TRIAL_SCORES_DIR / "scores.json"
 MODEL_DIR = Path("models")
 MODEL_CARD_FILE = MODEL_DIR / "README.md"
+# The export stage's: the model as ONNX and int8 ONNX with the tokenizer (finetune/serving/).
+EXPORTED_DIR = Path("exported")
 # Not a DVC output: resumable checkpoints of an unfinished train stage, which survive a
 # killed or failed run (DVC removes only declared outputs) and never enter the cache.
 CHECKPOINT_DIR = Path("checkpoints/train")
@@ -48,6 +50,8 @@ PREDICTIONS_DIR = METRICS_DIR / "predictions"
 CURVES_DIR = METRICS_DIR / "curves"
 # The report (Markdown and its PNGs): a cached DVC output beside the metrics it shows.
 REPORT_DIR = METRICS_DIR / "report"
+# The exported models' validation scores and their agreement with PyTorch's predictions.
+EXPORT_METRICS_FILE = METRICS_DIR / "export.json"
 
 
 def trained_model_dir():

@@ -15,18 +15,21 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from finetune.core.metrics import LOSS, METRICS, interval_text
 from finetune.core.params import HUB_DATASET, configuration, params_table
-from finetune.core.paths import EVALUATION_METRICS_FILE, PROVENANCE_FILE
+from finetune.core.paths import EVALUATION_METRICS_FILE, EXPORT_METRICS_FILE, EXPORTED_DIR, PROVENANCE_FILE
 
 # The name dvc.yaml's `artifacts:` gives models/ (dvc artifacts get, DVC Studio's model registry).
 ARTIFACT_NAME = "text-classifier"
+# The export stage's files (finetune/serving/engines.py names them too; this module imports no engine).
+ONNX_FILE, INT8_FILE = "model.onnx", "model-int8.onnx"
 # An example input for the usage snippet: one sentence, or a pair (the MRPC kind of pair).
 EXAMPLE_PAIR = ("The company said its profit rose 5 percent.", "Its profit went up 5 percent, the company said.")
 
 
-def model_card(params, task, evaluation, training, provenance, selection):
+def model_card(params, task, evaluation, training, provenance, selection, export=None):
     """The card's text. `evaluation`, `training`, `provenance`: the JSON of metrics/evaluation.json,
     metrics/train.json and data/raw/provenance.json; `selection`: selection.json's, the evidence
-    `finetune pick --promote` recorded for a configuration (shown when it is this run's)."""
+    `finetune pick --promote` recorded for a configuration (shown when it is this run's); `export`:
+    metrics/export.json's, the exported ONNX models checked against PyTorch."""
     glue = params.dataset == HUB_DATASET
     dataset_name = f"GLUE {task.name.upper()}" if glue else f"own data {params.dataset}"
     scored = [split for split in task.evaluated_splits if f"{split}_loss" in evaluation]  # labelled splits
@@ -58,7 +61,8 @@ def model_card(params, task, evaluation, training, provenance, selection):
         "this folder is its `models/` output, declared in `dvc.yaml` as the artifact "
         f"`{ARTIFACT_NAME}`.", "",
         *(_trial_note(params, training) if params.trial else _usage(task, params)),
-        *_results(task, scored, evaluation, params), *_selection(params, selection), *_training(params, task, training),
+        *_results(task, scored, evaluation, params), *_exported(task, export or {}), *_selection(params, selection),
+        *_training(params, task, training),
         *_data(provenance),
     ]
     return "\n".join(lines) + "\n"
@@ -81,6 +85,38 @@ def _usage(task, params):
             *given, "```", "",
             f"From another clone or machine: `dvc artifacts get <repository URL> {ARTIFACT_NAME}` "
             "downloads this folder from the project's DVC remote.", ""]
+
+
+def _exported(task, export):
+    """The export stage's ONNX models: how to load them, and how far they are from PyTorch."""
+    if not export.get("exported"):
+        return []
+    lines = ["## ONNX and int8", "",
+             f"The `export` stage writes `{EXPORTED_DIR}/`: `{ONNX_FILE}` (fp32) and `{INT8_FILE}` (int8 weights, "
+             "dynamic quantisation) with this tokenizer, for ONNX Runtime on a CPU: `finetune predict FILE --engine "
+             "onnx|int8`, or by hand:", "", "```python", "import onnxruntime",
+             "from transformers import AutoTokenizer", "",
+             f'tokenizer = AutoTokenizer.from_pretrained("{EXPORTED_DIR}")',
+             f'session = onnxruntime.InferenceSession("{EXPORTED_DIR}/{INT8_FILE}")',
+             f"batch = tokenizer({', '.join(['[...]'] * len(task.text_columns))}, padding=True, truncation=True, "
+             "return_tensors=\"np\")",
+             f'logits = session.run(["logits"], {{name: batch[name] for name in {export["inputs"]}}})[0]', "```", "",
+             f"Scored on validation beside PyTorch in fp32 (`{EXPORT_METRICS_FILE}`):", "",
+             f"| split | engine | {task.main_metric} | same prediction as PyTorch | largest probability difference |",
+             "|---|---|---|---|---|"]
+    warnings = []
+    for split in task.validation_splits:
+        scores = export[split]
+        for engine in ("torch_fp32", "onnx", "int8"):
+            agreement = scores[engine].get("agreement")
+            difference = scores[engine].get("max_probability_difference", scores[engine].get("max_prediction_difference"))
+            lines.append(f"| {split} | {engine} | {scores[engine][task.main_metric]:.4f} | "
+                         f"{'' if agreement is None else f'{agreement:.2%}'} | "
+                         f"{'' if difference is None else f'{difference:.4f}'} |")
+        if not scores["int8_within_tolerance"]:
+            warnings.append(f"**Warning**: int8 loses {scores[f'int8_{task.main_metric}_loss'] * 100:.1f} points of "
+                            f"{split} {task.main_metric}, more than the seed noise: serve `{ONNX_FILE}` or PyTorch.")
+    return [*lines, "", *(line for warning in warnings for line in (warning, ""))]
 
 
 def _trial_note(params, training):
