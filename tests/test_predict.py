@@ -141,3 +141,15 @@ def test_a_multi_label_model_predicts_label_sets_and_scores_them(tmp_path_factor
     assert len(rows) == len(records) and list(rows[0]) == ["idx", "prediction", *(f"probability_{t}" for t in TOPICS)]
     assert all(set(json.loads(row["prediction"])) <= set(TOPICS) for row in rows)
     assert "micro_f1" in capsys.readouterr().out
+
+
+def test_a_file_read_in_many_chunks_predicts_as_in_one(mrpc_project, glue_parquet_dir, tmp_path, monkeypatch, capsys):
+    from finetune.serving import predict
+
+    monkeypatch.chdir(mrpc_project)
+    validation = str(glue_parquet_dir / "mrpc" / "validation-00000-of-00001.parquet")
+    cli(["predict", validation, "-o", str(tmp_path / "whole.csv")])
+    monkeypatch.setattr(predict, "CHUNK_ROWS", 3)  # 16 rows: six chunks, the last of one row
+    cli(["predict", validation, "-o", str(tmp_path / "chunked.csv")])
+    whole, chunked = capsys.readouterr().out.strip().splitlines()[1::2]
+    assert read_rows(tmp_path / "chunked.csv") == read_rows(tmp_path / "whole.csv") and chunked == whole

@@ -89,11 +89,12 @@ def metrics_function(task, threshold=0.5):
     return compute_metrics
 
 
-def bootstrap_intervals(task, predictions, references, losses, resamples, seed):
+def bootstrap_intervals(task, predictions, references, losses, resamples, seed, what="evaluate"):
     """95% percentile-bootstrap intervals of the task's metrics and of the mean loss.
 
     Each resample draws len(references) examples with replacement from one seeded
-    generator, so the same inputs and seed always give the same intervals.
+    generator, so the same inputs and seed always give the same intervals. `what` names the
+    command in progress lines.
     """
     predictions, references, losses = np.asarray(predictions), references_of(task, references), np.asarray(losses)
     if not (task.regression or task.multi_label):  # class indices: small arrays gather 8x faster (in cache)
@@ -102,7 +103,7 @@ def bootstrap_intervals(task, predictions, references, losses, resamples, seed):
     chunk = max(1, min(_RESAMPLE_CHUNK, _DRAWS_PER_CHUNK // examples))
     generator = np.random.default_rng(seed)
     samples = {metric: [] for metric in (*task.metrics, LOSS)}
-    progress = Progress(f"evaluate: bootstrap of {examples:,} examples", resamples, unit="resamples")
+    progress = Progress(f"{what}: bootstrap of {examples:,} examples", resamples, unit="resamples")
     for start in range(0, resamples, chunk):
         rows = generator.integers(0, examples, size=(min(chunk, resamples - start), examples),
                                   dtype=np.int32 if examples < 2**31 else np.int64)
