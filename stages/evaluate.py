@@ -11,6 +11,7 @@ predictions its train stage made, without intervals: all a search and `finetune 
 
 import json
 import shutil
+import sys
 import time
 
 from finetune.core.errors import PipelineError, run_stage
@@ -27,11 +28,15 @@ from finetune.core.paths import (
     trained_model_dir,
 )
 from finetune.core.tasks import load_task
+from finetune.processes import launch
 from finetune.scoring.curves import write_curves
 
 
 def main():
     params = load_params()
+    status = launch("stages.evaluate", params.processes)
+    if status is not None:  # ran on several processes, launched from here
+        sys.exit(status)
     task = load_task()
     started = time.perf_counter()
     if params.trial:

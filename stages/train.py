@@ -7,6 +7,7 @@ would. A search trial (param `trial`) reports to its study and may be pruned
 """
 
 import shutil
+import sys
 import time
 
 from transformers import set_seed
@@ -27,6 +28,7 @@ from finetune.core.paths import (
 from finetune.core.tasks import best_model_metric, load_task
 from finetune.data.loading import load_tokenized
 from finetune.models import load_classifier, load_tokenizer, resolved_precision
+from finetune.processes import launch
 from finetune.scoring.scores import point_scores, predict_split, write_predictions
 from finetune.training.class_weights import resolved_class_weights
 from finetune.training.evaluations import evaluation_sets
@@ -46,6 +48,9 @@ from finetune.training.trainer import build_trainer
 
 def main():
     params = load_params()
+    status = launch("stages.train", params.processes)
+    if status is not None:  # ran on several processes, launched from here
+        sys.exit(status)
     task = load_task()
     watched = best_model_metric(params, task)
     started = time.perf_counter()
@@ -62,6 +67,7 @@ def main():
                                       sets, str(CHECKPOINT_DIR), class_weights)
     main_process = trainer.is_world_process_zero()
     if main_process:
+        print(f"train: {_where(trainer.args)}")
         print(f"train: CPU speed-ups {speedups}" if speedups else "train: CPU speed-ups off (cpu_speedups: false)")
         write_json(EVALUATED_ROWS_FILE, evaluated_rows)
         print(f"train: evaluating every {trainer.args.eval_steps} steps on " + ", ".join(
@@ -109,6 +115,8 @@ def main():
         "stopped_early": state.global_step < state.max_steps,
         # `precision: auto` is bf16 or fp32 by host: the reason two hosts' results differ.
         "precision_used": resolved_precision(params.precision),
+        # `processes: auto` is one per GPU: the world a run was trained by (same results within 1e-4).
+        "processes_used": trainer.args.world_size,
         # The loss's weight of each class (`class_weights: balanced` counts train's labels), or null.
         "class_weights_used": class_weights,
         "best_step": best["step"],
@@ -122,6 +130,18 @@ def main():
     pruned = f", pruned by its study at step {reporter.pruned_at_step}" if reporter and reporter.pruned_at_step else ""
     print(f"train: {state.global_step} steps ({state.epoch:.2f} epochs{pruned}) in {time.perf_counter() - started:.0f}s, "
           f"saved model of step {saved['step']} ({scores}) -> {TRAINED_MODEL_DIR}/")
+
+
+def _where(args):
+    """What this run trains on, for its log: processes, device, threads (a search trial's share)."""
+    import os
+
+    import torch
+
+    device = str(args.device) + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
+                                 if args.device.type == "cuda" and "CUDA_VISIBLE_DEVICES" in os.environ else "")
+    processes = f"{args.world_size} processes" if args.world_size > 1 else "1 process"
+    return f"{processes}, on {device}, {torch.get_num_threads()} CPU threads each"
 
 
 def _score_validation(trainer, task, tokenized):

@@ -25,6 +25,9 @@ DVCLive
   - `Live._init_dvc` (overridden, finetune/training/live.py): in a Git repository without a
     commit it raises instead of skipping the experiment; nothing public avoids the call. Test:
     below (fails once DVCLive no longer needs it).
+  - `dvclive.monitor_system.GPU_AVAILABLE` (turned off where NVML cannot start,
+    finetune/training/system.py): without NVIDIA's driver its monitor recorded no CPU or memory
+    sample at all; nothing public skips the GPU probe. Test: below (fails once DVCLive records them).
 Optuna (finetune/training/pruning.py)
   - `optuna.trial.Trial(study, trial_id)`, built by the train stage of a search trial from the
     storage's ids (`get_study_id_from_name`, `get_trial_id_from_study_id_trial_number`): the trial
@@ -133,6 +136,43 @@ def test_dvclive_still_fails_in_a_repository_without_a_commit(tmp_path, monkeypa
     monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
     with pytest.raises(SCMError, match="Empty git repo"):
         Live(dir="live", dvcyaml=None, save_dvc_exp=False)
+
+
+def _nvml_starts():
+    import dvclive.monitor_system as dvclive_monitor
+
+    try:
+        dvclive_monitor.nvmlInit()
+    except dvclive_monitor.NVMLError:
+        return False
+    dvclive_monitor.nvmlShutdown()
+    return True
+
+
+@pytest.mark.skipif(_nvml_starts(), reason="NVML starts here: DVCLive's monitor reads GPUs as it should")
+def test_dvclive_monitor_still_records_no_cpu_without_nvml(tmp_path, monkeypatch):
+    # When this fails, DVCLive's monitor copes with a machine without NVIDIA's driver: drop
+    # _without_unusable_nvml (finetune/training/system.py).
+    import time
+
+    import dvclive.monitor_system as dvclive_monitor
+
+    from finetune.training.system import MachineMonitor, summary
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_STUDIO_OFFLINE", "true")
+    assert hasattr(dvclive_monitor, "GPU_AVAILABLE")  # the flag the workaround turns off
+    monkeypatch.setattr(dvclive_monitor, "GPU_AVAILABLE", True)  # as pynvml's import left it (an earlier train turns it off)
+    live = Live(dir="plain", dvcyaml=None, save_dvc_exp=False, report=None)
+    live.monitor_system(interval=0.05, num_samples=2)
+    time.sleep(0.6)
+    live.end()
+    assert not list((tmp_path / "plain").rglob("*.tsv"))
+    # The workaround: the same machine's CPU and memory, sampled.
+    monitor = MachineMonitor(Live, resuming=False)
+    time.sleep(1.5)
+    monitor.end(processes=1)
+    assert {"mean_cpu_percent", "peak_ram_used_gb"} <= set(summary())
 
 
 def test_a_multi_label_head_starts_at_the_label_frequencies(tiny_model_dir):

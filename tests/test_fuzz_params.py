@@ -79,6 +79,7 @@ def plausible(tiny_model_dir):
         "best_model_metric": st.sampled_from(["auto", "loss", "accuracy", "f1", "pearson", "matthews_correlation",
                                               "precision"]),
         "save_steps": st.one_of(st.just("auto"), st.integers(-1, 20)),
+        "processes": st.one_of(st.just("auto"), st.integers(-1, 1)),
         "keep_checkpoints": st.integers(-1, 3),
         "multi_label_threshold": small_float,
         "bootstrap_resamples": st.integers(0, 2000),

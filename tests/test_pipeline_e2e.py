@@ -132,7 +132,7 @@ def test_branches_compare_with_metrics_diff_and_plots(repo):
     assert sorted(re.findall(r"vegaEmbed\('#(\w+)'", page)) == [
         "accuracy", "confusion_validation", "grad_norm", "learning_rate", "loss",
         *(f"metrics_curves_{kind}_csv" for kind in ("calibration_validation", "precision_recall_validation_equivalent",
-                                                     "roc_validation_equivalent"))]
+                                                     "roc_validation_equivalent")), "system_cpu", "system_memory"]
     assert page.partition("<body>")[2].count("<img") == 11  # the report's PNGs
     # The confusion matrix as the report draws it: actual classes down, predicted across.
     confusion = page[page.index('"Confusion matrix (validation)"'):page.index("vegaEmbed('#confusion_validation'")]
@@ -149,7 +149,7 @@ def test_plots_show_page_draws_every_plot_in_a_browser_without_network(repo, tmp
     declared = [plot for entry in yaml.safe_load((root / "dvc.yaml").read_text())["plots"] if isinstance(entry, dict)
                 for plot in entry]
     assert declared == ["loss", "accuracy", "learning_rate", "grad_norm", "confusion_validation", "metrics/curves/roc",
-                        "metrics/curves/precision_recall", "metrics/curves/calibration"]
+                        "metrics/curves/precision_recall", "metrics/curves/calibration", "system_cpu", "system_memory"]
     # A folder's plot is one per file in it: the ROC, precision-recall and calibration curves.
     plot_ids = [re.sub(r"[/.]", "_", str(path.relative_to(root))) for plot in declared if (root / plot).is_dir()
                 for path in sorted((root / plot).glob("*.csv"))]

@@ -93,7 +93,8 @@ def _search_arguments(parser):
     parser.add_argument("--trials", type=int, help="finished trials the study should have, all workers together "
                         "(a trial that failed for good counts too)")
     parser.add_argument("--timeout", type=_duration, help="start no trial after this long: seconds, or 90m, 1h")
-    parser.add_argument("--jobs", type=_positive, default=1, help="trials at once on this machine (one GPU each)")
+    parser.add_argument("--jobs", type=_positive, default=1, help="trials at once on this machine: one GPU each, or "
+                        "on a CPU each its share of the cores")
     parser.add_argument("--pruner", choices=("median", "none"), default="median", help="Optuna's pruner (default median)")
     parser.add_argument("--startup-trials", type=int, default=3, help="trials before the median pruner prunes (3)")
     parser.add_argument("--warmup-examples", type=int, default=0,

@@ -21,6 +21,7 @@ LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 HUB_DATASET = "nyu-mll/glue"
 AUTO = "auto"
 STEPS_OR_AUTO = ("eval_steps", "save_steps")  # each `auto` or a number of steps
+PROCESSES = "processes"  # `auto` (every visible GPU, else 1) or a number (finetune/processes.py)
 # A search trial: "<study>/<number>", the study named as `finetune search --study` accepts it.
 TRIAL = re.compile(r"(?P<study>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<number>\d+)")
 
@@ -49,6 +50,7 @@ class Params:
     warmup_ratio: float
     lr_scheduler: str
     precision: str
+    processes: int | str  # "auto" or how many processes train and evaluate start on this machine
     group_by_length: bool
     eval_steps: int | str  # "auto" (finetune/training/evaluations.py) or steps
     eval_sample_size: int
@@ -141,10 +143,11 @@ def _typed(source, name, value, expected):
         return _class_weights(source, value)
     if name == "label_column":  # a column, or a list of 0/1 columns
         expected = tuple if isinstance(value, list) else str
-    if name in STEPS_OR_AUTO:
+    if name in (*STEPS_OR_AUTO, PROCESSES):
         if value == AUTO or (isinstance(value, int) and not isinstance(value, bool)):
             return value
-        raise PipelineError(f"{source}: {name} must be auto or a number of steps, got {value!r}")
+        what = "processes" if name == PROCESSES else "steps"
+        raise PipelineError(f"{source}: {name} must be auto or a number of {what}, got {value!r}")
     if name == "label_delimiter":
         if isinstance(value, str):  # names are stripped of spaces after the split: "," reads "a, b"
             return value
@@ -224,6 +227,7 @@ def _check_ranges(source, params):
     require(params.logging_steps > 0, "logging_steps", "must be > 0")
     require(params.early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0 (0 = off)")
     require(params.save_steps == AUTO or params.save_steps > 0, "save_steps", "must be auto or > 0")
+    require(params.processes == AUTO or params.processes > 0, "processes", "must be auto or > 0")
     require(params.keep_checkpoints > 0, "keep_checkpoints", "must be > 0")
     # transformers' set_seed seeds NumPy's legacy generator too, which takes 32-bit seeds only.
     require(0 <= params.seed < 2**32, "seed", "must be in [0, 2**32)")

@@ -45,6 +45,10 @@ EVALUATION_HISTORY_FILE = METRICS_DIR / "history" / "evaluations.csv"
 EVALUATED_ROWS_FILE = METRICS_DIR / "history" / "evaluated_rows.json"
 # DVCLive's folder: metrics.json, the latest logged values and step while the train stage runs.
 LIVE_DIR = METRICS_DIR / "live"
+# The machine during training (finetune/training/system.py): DVCLive's system monitor's samples, and
+# their peaks and means. Measurements, not results: no stage's output, dvc.yaml's metrics and plots.
+MACHINE_DIR = METRICS_DIR / "machine"
+MACHINE_FILE = METRICS_DIR / "machine.json"
 PREDICTIONS_DIR = METRICS_DIR / "predictions"
 # ROC, precision-recall and calibration curves of the validation predictions, a folder per kind.
 CURVES_DIR = METRICS_DIR / "curves"

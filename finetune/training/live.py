@@ -26,6 +26,7 @@ from finetune.training.history import (
     history_rows,
     write_history,
 )
+from finetune.training.system import MachineMonitor
 
 # DVCLive announces the experiment it logs to at INFO; the stage prints its own progress.
 logging.getLogger("dvclive").setLevel(logging.WARNING)
@@ -71,7 +72,7 @@ class LiveHistory(TrainerCallback):
     def __init__(self, task, resuming):
         self.task, self.resuming = task, resuming
         self.evaluation_columns = evaluation_history_columns(task)
-        self.live = None
+        self.live = self.machine = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -81,6 +82,7 @@ class LiveHistory(TrainerCallback):
         # dvcyaml=None: dvc.yaml stays hand-written; no save_dvc_exp: the stage runs under
         # `dvc repro` or `dvc exp run`, which record the experiment themselves.
         self.live = UncommittedSafeLive(dir=str(LIVE_DIR), resume=self.resuming, dvcyaml=None, save_dvc_exp=False)
+        self.machine = MachineMonitor(UncommittedSafeLive, self.resuming)  # CPU, memory, disk, GPU
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -95,6 +97,7 @@ class LiveHistory(TrainerCallback):
         else:
             return
         self.live.step = state.global_step  # the true step, not a count of calls
+        self.machine.step(state.global_step)
         for name, value in values.items():
             self.live.log_metric(name, value, plot=False)
         self.live.next_step()  # writes the summary, signals VS Code, posts to Studio if configured
@@ -103,6 +106,7 @@ class LiveHistory(TrainerCallback):
         if self.live is not None:
             self.live.step = state.global_step
             self.live.end()
+            self.machine.end(args.world_size)
 
     def _write_train_history(self, state):
         write_history(TRAIN_HISTORY_FILE, history_rows(state.log_history, TRAIN_HISTORY_COLUMNS), TRAIN_HISTORY_COLUMNS)
