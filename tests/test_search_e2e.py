@@ -2,6 +2,7 @@
 params, metrics and state; a pruned trial marked and never taken for a full run; a failing trial
 recorded with its error while the study goes on."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def test_each_trial_is_a_dvc_experiment_with_its_params_metrics_and_state(tuning
     # Two at once from one repository, each with its own params (not the other's).
     log = (root / "tuning" / "tiny" / "logs" / "tiny-0.log").read_text()
     assert "Reproducing experiment 'tiny-0'" in log and "-S trial=\"tiny/0\"" in log
+    # Each its share of the cores, as its log says (2 jobs: half the CPUs this test may use).
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert f"train: 1 process, on cpu, {threads} CPU threads each" in log
     report = (root / "tuning" / "tiny" / "report.md").read_text()
     assert "| 0 | `tiny-0` | complete |" in report and "![optimization_history.png]" in report
     assert {path.name for path in (root / "tuning" / "tiny" / "figures").iterdir()} == {

@@ -340,3 +340,13 @@ def test_workers_drawing_one_study_report_at_once_each_leave_it_whole(tmp_path):
     assert sorted(path.name for path in (folder / "figures").iterdir()) == [
         "optimization_history.png", "parallel_coordinate.png", "param_importances.png"]
     assert "| 2 |" in (folder / "report.md").read_text()
+
+
+def test_each_trial_gets_its_gpu_or_its_share_of_the_cores(monkeypatch):
+    from finetune.tune.search import trial_environment
+
+    assert trial_environment(3, jobs=2) == {"CUDA_VISIBLE_DEVICES": "3"}
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")  # what this search itself was given
+    assert trial_environment(None, jobs=2) == {"OMP_NUM_THREADS": "4"}
+    assert trial_environment(None, jobs=3) == {"OMP_NUM_THREADS": "2"}
+    assert trial_environment(None, jobs=16) == {"OMP_NUM_THREADS": "1"}
