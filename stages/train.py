@@ -6,10 +6,12 @@ would. A search trial (param `trial`) reports to its study and may be pruned
 (finetune/training/pruning.py); it keeps no weights but scores validation for evaluate.
 """
 
+import os
 import shutil
 import sys
 import time
 
+import torch
 from transformers import set_seed
 
 from finetune.core.errors import run_stage
@@ -134,10 +136,6 @@ def main():
 
 def _where(args):
     """What this run trains on, for its log: processes, device, threads (a search trial's share)."""
-    import os
-
-    import torch
-
     device = str(args.device) + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
                                  if args.device.type == "cuda" and "CUDA_VISIBLE_DEVICES" in os.environ else "")
     processes = f"{args.world_size} processes" if args.world_size > 1 else "1 process"
