@@ -18,8 +18,8 @@ import subprocess
 import sys
 
 from finetune.core.errors import PipelineError
+from finetune.core.params import AUTO
 
-AUTO = "auto"
 MACHINES, MACHINE_RANK, MAIN_ADDRESS = "FINETUNE_MACHINES", "FINETUNE_MACHINE_RANK", "FINETUNE_MAIN_ADDRESS"
 # Set in the launched processes, which run the stage rather than launch it again.
 LAUNCHED = "FINETUNE_LAUNCHED"

@@ -17,10 +17,11 @@ from finetune.core.outputs import atomic_output, link_tree, write_json
 from finetune.core.params import load_params
 from finetune.core.paths import EXPORT_METRICS_FILE, EXPORTED_DIR, raw_split_file, trained_model_dir
 from finetune.core.tasks import load_task
+from finetune.data.label_sets import multi_hot
 from finetune.serving.agreement import TOLERATED_LOSS, compare_engines, metric_loss
-from finetune.serving.engines import INT8_FILE, ONNX_FILE, OnnxEngine, TorchEngine
+from finetune.serving.engines import OnnxEngine, TorchEngine
 from finetune.serving.onnx_export import OPSET, export_onnx, quantise
-from finetune.serving.served import SERVING_FILE, Served
+from finetune.serving.served import INT8_FILE, ONNX_FILE, SERVING_FILE, Served
 
 WEIGHTS = ("model.safetensors", "pytorch_model.bin", "training_args.bin")
 
@@ -72,7 +73,7 @@ def _validation(task, split):
     rows = datasets.Dataset.from_parquet(str(raw_split_file(split)), keep_in_memory=True)
     texts = [rows[column] for column in task.text_columns]
     if task.multi_label:
-        labels = [[float(index in (label_set or ())) for index in range(task.num_labels)] for label_set in rows["label"]]
+        labels = [multi_hot(label_set, task.num_labels) for label_set in rows["label"]]
     else:
         labels = list(rows["label"])
     return texts, labels

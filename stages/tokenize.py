@@ -17,7 +17,8 @@ from finetune.core.errors import PipelineError, run_stage
 from finetune.core.outputs import atomic_output
 from finetune.core.params import load_params
 from finetune.core.paths import TOKENIZED_DIR, raw_split_file
-from finetune.core.tasks import NO_LABEL, load_task
+from finetune.core.tasks import load_task
+from finetune.data.label_sets import multi_hot
 from finetune.data.loading import load_raw_splits, sha256, token_counts
 from finetune.data.progress import Progress
 from finetune.models import load_tokenizer
@@ -70,19 +71,10 @@ def _tokenized_splits(params, task, tokenizer, raw_splits, scratch):
         tokenized = tokenized.cast_column("labels", datasets.Value("float32"))
     if task.multi_label:  # binary cross-entropy takes a 0/1 float per label; an unlabelled row is all NO_LABEL
         tokenized = datasets.DatasetDict({
-            split: mapped(split, split_data, lambda row: {"labels": _multi_hot(row["labels"], task.num_labels)}, 1,
+            split: mapped(split, split_data, lambda row: {"labels": multi_hot(row["labels"], task.num_labels)}, 1,
                           features=_multi_hot_features(split_data))
             for split, split_data in tokenized.items()})
     return tokenized
-
-
-def _multi_hot(label_set, num_labels):
-    if label_set is None:
-        return [float(NO_LABEL)] * num_labels
-    flags = [0.0] * num_labels
-    for label in label_set:
-        flags[label] = 1.0
-    return flags
 
 
 def _multi_hot_features(split_data):

@@ -173,7 +173,7 @@ def _predict_arguments(parser):
 
 
 def _predict(arguments):
-    import dataclasses
+    from types import SimpleNamespace
 
     from finetune.core.params import load_params
     from finetune.serving.model_source import model_folders
@@ -181,10 +181,10 @@ def _predict(arguments):
 
     params = load_params()
     output = arguments.output or Path(f"{arguments.input.name.split('.')[0]}.predictions.csv")
-    options = dataclasses.make_dataclass("Options", ["batch_size", "precision", "label_column", "id_column", "threshold",
-                                                     "bootstrap_resamples", "bootstrap_seed"])(
-        arguments.batch_size or params.eval_batch_size, params.precision, arguments.label_column, arguments.id_column,
-        arguments.threshold, params.bootstrap_resamples, params.bootstrap_seed)
+    options = SimpleNamespace(batch_size=arguments.batch_size or params.eval_batch_size, precision=params.precision,
+                              label_column=arguments.label_column, id_column=arguments.id_column,
+                              threshold=arguments.threshold, bootstrap_resamples=params.bootstrap_resamples,
+                              bootstrap_seed=params.bootstrap_seed)
     with model_folders(arguments.rev, arguments.artifact, arguments.engine) as (model_folder, exported_folder):
         predict(arguments.input, output, arguments.engine, model_folder, exported_folder, options)
 

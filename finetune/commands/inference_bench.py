@@ -20,8 +20,8 @@ import torch
 from finetune.core.errors import PipelineError
 from finetune.core.paths import EXPORTED_DIR, MODEL_DIR, raw_split_file
 from finetune.models import resolved_precision
-from finetune.serving.engines import INT8_FILE, ONNX_FILE, OnnxEngine, TorchEngine
-from finetune.serving.served import served
+from finetune.serving.engines import OnnxEngine, TorchEngine
+from finetune.serving.served import INT8_FILE, ONNX_FILE, served
 
 
 def add_arguments(parser):

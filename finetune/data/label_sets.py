@@ -9,6 +9,7 @@ multi-label data sets have them); None marks a row without labels, which only a 
 import dataclasses
 
 from finetune.core.errors import PipelineError
+from finetune.core.tasks import NO_LABEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +24,16 @@ class LabelSetColumns:
     def names(self):
         """The file columns read."""
         return (self.column,) if self.column else self.columns
+
+
+def multi_hot(label_set, num_labels):
+    """A row's label indices as one 0/1 float per label; NO_LABEL in each for a row without labels (None)."""
+    if label_set is None:
+        return [float(NO_LABEL)] * num_labels
+    flags = [0.0] * num_labels
+    for label in label_set:
+        flags[label] = 1.0
+    return flags
 
 
 def label_set_columns(label_column, delimiter, allow_empty, train_table):

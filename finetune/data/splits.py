@@ -70,15 +70,19 @@ def split_dataset(task, name, table, text, labels, first_row=0, earlier_rows=0):
     numbers in the split."""
     if not labels:
         raise PipelineError(f"{name}: no rows")
-    texts = {}
-    for column, file_column in text.items():
-        texts[column] = table[file_column]
-        for row, sentence in enumerate(texts[column]):
-            if not isinstance(sentence, str) or not sentence.strip():
-                raise PipelineError(f"{name} row {first_row + row}: {column} is empty or not text ({sentence!r})")
+    texts = {column: checked_texts(name, column, table[file_column], first_row) for column, file_column in text.items()}
     first_idx = earlier_rows + first_row
     return datasets.Dataset.from_dict({**texts, "label": labels, "idx": list(range(first_idx, first_idx + len(labels)))},
                                       features=features(task))
+
+
+def checked_texts(name, column, values, first_row=0):
+    """The cells of a text column, each a non-empty string; else a one-line error naming the file
+    `name`, the row (from `first_row`) and the value."""
+    for row, text in enumerate(values):
+        if not isinstance(text, str) or not text.strip():
+            raise PipelineError(f"{name} row {first_row + row}: {column} is empty or not text ({text!r})")
+    return values
 
 
 def written_label(value):

@@ -16,11 +16,10 @@ from huggingface_hub import EvalResult, ModelCardData
 from finetune.core.metrics import LOSS, METRICS, interval_text
 from finetune.core.params import HUB_DATASET, configuration, params_table
 from finetune.core.paths import EVALUATION_METRICS_FILE, EXPORT_METRICS_FILE, EXPORTED_DIR, PROVENANCE_FILE
+from finetune.serving.served import INT8_FILE, ONNX_FILE
 
 # The name dvc.yaml's `artifacts:` gives models/ (dvc artifacts get, DVC Studio's model registry).
 ARTIFACT_NAME = "text-classifier"
-# The export stage's files (finetune/serving/engines.py names them too; this module imports no engine).
-ONNX_FILE, INT8_FILE = "model.onnx", "model-int8.onnx"
 # An example input for the usage snippet: one sentence, or a pair (the MRPC kind of pair).
 EXAMPLE_PAIR = ("The company said its profit rose 5 percent.", "Its profit went up 5 percent, the company said.")
 

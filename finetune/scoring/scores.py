@@ -181,7 +181,7 @@ def write_predictions(path, task, indices, labels, logits, threshold=0.5):
     if task.multi_label:
         probabilities = probabilities_of(task, logits)
         header = ["idx", "label", "prediction", *(f"probability_{name}" for name in task.label_names)]
-        rows = [[index, "" if NO_LABEL in label else _names(task, label), _names(task, prediction),
+        rows = [[index, "" if NO_LABEL in label else label_set_names(task, label), label_set_names(task, prediction),
                  *(f"{probability:.6f}" for probability in row)]
                 for index, label, prediction, row in zip(indices, labels, predictions, probabilities, strict=True)]
     elif task.regression:
@@ -199,6 +199,6 @@ def write_predictions(path, task, indices, labels, logits, threshold=0.5):
     write_csv(path, header, rows)
 
 
-def _names(task, flags):
+def label_set_names(task, flags):
     """A multi-label row's labels as a JSON list of names, in the task's order."""
     return json.dumps([name for name, flag in zip(task.label_names, flags, strict=True) if flag > 0.5])

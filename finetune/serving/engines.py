@@ -7,17 +7,15 @@ folder fetched from another revision or the registry predicts as its own run did
 """
 
 import inspect
-import os
 from pathlib import Path
 
 import numpy as np
 
 from finetune.core.errors import PipelineError
-from finetune.serving.served import served
+from finetune.processes import cpu_threads
+from finetune.serving.served import INT8_FILE, ONNX_FILE, served
 
 ENGINES = ("torch", "onnx", "int8")
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model-int8.onnx"
 
 
 class Engine:
@@ -80,7 +78,7 @@ class TorchEngine(Engine):
 
 class OnnxEngine(Engine):
     """An exported model (exported/model.onnx or model-int8.onnx) on ONNX Runtime's CPU provider,
-    on every core of the machine or `threads`."""
+    on the threads this process may use (finetune/processes.py) or `threads`."""
 
     def __init__(self, folder, batch_size, file_name, threads=None):
         import onnxruntime
@@ -90,7 +88,7 @@ class OnnxEngine(Engine):
         if not path.is_file():
             raise PipelineError(f"{path} not found: run `dvc repro export` first")
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = threads or cpu_threads()
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [node.name for node in self.session.get_inputs()]
 

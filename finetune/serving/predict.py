@@ -14,14 +14,23 @@ from pathlib import Path
 import numpy as np
 
 from finetune.core.errors import PipelineError
+from finetune.core.metrics import LOSS
 from finetune.core.outputs import atomic_output
 from finetune.data.files import table_chunks
+from finetune.data.loading import OWN_FORMATS
 from finetune.data.progress import Progress
-from finetune.data.splits import require_columns, written_label
-from finetune.scoring.scores import bootstrap_intervals, example_losses, predictions_of, probabilities_of, task_metrics
+from finetune.data.splits import checked_texts, require_columns, written_label
+from finetune.scoring.scores import (
+    bootstrap_intervals,
+    example_losses,
+    label_set_names,
+    predictions_of,
+    probabilities_of,
+    task_metrics,
+)
 from finetune.serving.engines import load_engine
 
-FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+FORMATS = tuple(f".{fmt}" for fmt in OWN_FORMATS)
 # Rows tokenized and predicted at a time: memory is set by this, not by the file's length (the
 # tokenizer's Python lists of 50,000 pairs took 0.9 GB more than those of 10,000, measured).
 CHUNK_ROWS = 10_000
@@ -61,7 +70,7 @@ def predict(source, output, engine_name, model_folder, exported_folder, options)
                 if not count:
                     continue
                 require_columns(str(path), chunk, task.text_columns)
-                texts = [_texts(path, rows, chunk[column], column) for column in task.text_columns]
+                texts = [checked_texts(path, column, chunk[column], rows) for column in task.text_columns]
                 ids = chunk[options.id_column] if options.id_column in chunk else range(rows, rows + count)
                 labels = labelled.read(path, rows, chunk.get(options.label_column))
                 logits = engine.logits(texts, lambda done, _: progress.advance(done))
@@ -90,13 +99,6 @@ def _known_rows(files):
     return sum(pyarrow.parquet.ParquetFile(path).metadata.num_rows for path in files)
 
 
-def _texts(path, first_row, values, column):
-    for row, text in enumerate(values):
-        if not isinstance(text, str) or not text.strip():
-            raise PipelineError(f"{path} row {first_row + row}: {column} is empty or not text ({text!r})")
-    return list(values)
-
-
 def _header(task, id_column):
     if task.regression:
         return [id_column, "prediction"]
@@ -108,11 +110,10 @@ def _rows(task, ids, logits, threshold):
     if task.regression:
         return [[row_id, f"{value:.6f}"] for row_id, value in zip(ids, predictions.tolist(), strict=True)]
     probabilities = probabilities_of(task, logits)
-    names = np.asarray(task.label_names, dtype=object)
     if task.multi_label:
-        shown = [json.dumps(list(names[flags > 0])) for flags in predictions]
+        shown = [label_set_names(task, flags) for flags in predictions]
     else:
-        shown = names[predictions].tolist()
+        shown = np.asarray(task.label_names, dtype=object)[predictions].tolist()
     return [[row_id, prediction, *(f"{value:.6f}" for value in row)]
             for row_id, prediction, row in zip(ids, shown, probabilities, strict=True)]
 
@@ -163,6 +164,6 @@ class _Labelled:
     def metrics(self, resamples, seed):
         """{metric: (value, interval low, high)} of the task's metrics and the mean loss."""
         predictions, labels, losses = (np.concatenate(parts) for parts in (self.predictions, self.labels, self.losses))
-        points = {**task_metrics(self.task, predictions, labels), "loss": float(losses.mean())}
+        points = {**task_metrics(self.task, predictions, labels), LOSS: float(losses.mean())}
         intervals = bootstrap_intervals(self.task, predictions, labels, losses, resamples, seed, "predict")
         return {name: (value, *intervals[name]) for name, value in points.items()}

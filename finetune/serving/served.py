@@ -10,6 +10,8 @@ from finetune.core.errors import PipelineError
 from finetune.core.tasks import Task
 
 SERVING_FILE = "task.json"  # in models/ and exported/: the task, max_length, multi_label_threshold
+# The export stage's models in exported/ (the model card names them too).
+ONNX_FILE, INT8_FILE = "model.onnx", "model-int8.onnx"
 
 
 @dataclasses.dataclass(frozen=True)
