@@ -299,6 +299,19 @@ def tiny_params(tiny_model_dir):
     return params
 
 
+def run_stages_in(project_dir, params, stages, glue_dir=None):
+    """Run `stages` (modules of stages/) in-process, in order, in `project_dir` with `params` and,
+    where given, GLUE_DIR=`glue_dir`; returns the folder."""
+    write_params(project_dir, params)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(project_dir)
+        if glue_dir is not None:
+            monkeypatch.setenv("GLUE_DIR", str(glue_dir))
+        for stage in stages:
+            stage.main()
+    return project_dir
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch, tiny_params, glue_parquet_dir):
     """An empty project folder with tiny params as the working directory, GLUE_DIR set."""

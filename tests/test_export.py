@@ -12,7 +12,7 @@ from finetune.serving import onnx_export
 from finetune.serving.engines import INT8_FILE, ONNX_FILE, OnnxEngine, TorchEngine
 from finetune.serving.served import SERVING_FILE, Served
 from stages import download, evaluate, export, publish, tokenize, train
-from tests.conftest import WORDS
+from tests.conftest import WORDS, run_stages_in
 from tests.repos import write_params
 
 # Texts of many lengths, batched so that most rows are padded, none as the traced batch was.
@@ -22,14 +22,8 @@ TEXTS = [[" ".join(WORDS[index % 7:index % 7 + length]) for index, length in enu
 
 @pytest.fixture(scope="module")
 def exported_project(tmp_path_factory, tiny_params, glue_parquet_dir):
-    project_dir = tmp_path_factory.mktemp("exported")
-    write_params(project_dir, tiny_params)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.chdir(project_dir)
-        monkeypatch.setenv("GLUE_DIR", str(glue_parquet_dir))
-        for stage in (download, tokenize, train, evaluate, export, publish):
-            stage.main()
-    return project_dir
+    return run_stages_in(tmp_path_factory.mktemp("exported"), tiny_params,
+                         (download, tokenize, train, evaluate, export, publish), glue_parquet_dir)
 
 
 def test_export_writes_onnx_and_int8_with_the_tokenizer_and_scores_them(exported_project):

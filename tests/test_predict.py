@@ -10,27 +10,18 @@ import pytest
 
 from finetune.commands.cli import main as cli
 from stages import download, evaluate, publish, tokenize, train
-from tests.conftest import TOPICS, multi_label_frame, synthetic_pairs, write_frame, write_multi_label_data
-from tests.repos import write_params
+from tests.conftest import TOPICS, multi_label_frame, run_stages_in, synthetic_pairs, write_frame, write_multi_label_data
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 
 
-def published(project_dir, params, env_changes=()):
-    """Run the stages up to publish in `project_dir` (no export: these tests use torch)."""
-    write_params(project_dir, params)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.chdir(project_dir)
-        for name, value in env_changes:
-            monkeypatch.setenv(name, value)
-        for stage in (download, tokenize, train, evaluate, publish):
-            stage.main()
-    return project_dir
+# Up to publish, without export: these tests use torch.
+PUBLISHED = (download, tokenize, train, evaluate, publish)
 
 
 @pytest.fixture(scope="module")
 def mrpc_project(tmp_path_factory, tiny_params, glue_parquet_dir):
-    return published(tmp_path_factory.mktemp("predict"), tiny_params, [("GLUE_DIR", str(glue_parquet_dir))])
+    return run_stages_in(tmp_path_factory.mktemp("predict"), tiny_params, PUBLISHED, glue_parquet_dir)
 
 
 def read_rows(path):
@@ -131,8 +122,8 @@ def test_a_model_folder_without_task_json_says_what_to_run(mrpc_project, tmp_pat
 def test_a_multi_label_model_predicts_label_sets_and_scores_them(tmp_path_factory, tiny_params, tmp_path, monkeypatch,
                                                                   capsys):
     folder = write_multi_label_data(tmp_path_factory.mktemp("tagged") / "tagged", "list")
-    project_dir = published(tmp_path_factory.mktemp("multi"), {**tiny_params, "dataset": str(folder),
-                                                               "text_columns": ["text"], "label_column": "topics"})
+    project_dir = run_stages_in(tmp_path_factory.mktemp("multi"), {**tiny_params, "dataset": str(folder),
+                                "text_columns": ["text"], "label_column": "topics"}, PUBLISHED)
     monkeypatch.chdir(project_dir)
     records = multi_label_frame("validation", 1)
     write_frame(pd.DataFrame.from_records(records), tmp_path / "tagged.parquet", "parquet")

@@ -22,21 +22,15 @@ from finetune.reporting.remedies import remedies_text
 from finetune.training.evaluations import evaluation_sets
 from finetune.training.trainer import build_trainer
 from stages import diagnose, download, evaluate, export, plot, publish, tokenize, train
-from tests.conftest import SPLIT_ROWS, TOPICS, padded_tiny_batch, write_multi_label_data
+from tests.conftest import SPLIT_ROWS, TOPICS, padded_tiny_batch, run_stages_in, write_multi_label_data
 from tests.repos import write_params
 
 
 @pytest.fixture(scope="module")
 def trained_project(tmp_path_factory, tiny_params, glue_parquet_dir):
     """One full run of the stages, shared by the tests that only read its outputs."""
-    project_dir = tmp_path_factory.mktemp("trained")
-    write_params(project_dir, tiny_params)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.chdir(project_dir)
-        monkeypatch.setenv("GLUE_DIR", str(glue_parquet_dir))
-        for stage in (download, tokenize, train, evaluate, diagnose, plot, export, publish):
-            stage.main()
-    return project_dir
+    return run_stages_in(tmp_path_factory.mktemp("trained"), tiny_params,
+                         (download, tokenize, train, evaluate, diagnose, plot, export, publish), glue_parquet_dir)
 
 
 def test_train_saves_model_history_and_metrics(trained_project, tiny_params):
