@@ -350,3 +350,24 @@ def test_each_trial_gets_its_gpu_or_its_share_of_the_cores(monkeypatch):
     assert trial_environment(None, jobs=2) == {"OMP_NUM_THREADS": "4"}
     assert trial_environment(None, jobs=3) == {"OMP_NUM_THREADS": "2"}
     assert trial_environment(None, jobs=16) == {"OMP_NUM_THREADS": "1"}
+
+
+def test_a_worker_waits_for_the_study_attributes_another_is_writing(tmp_path):
+    # Three workers starting together: one created the study and has written the metric, not yet the space.
+    import threading
+
+    from finetune.tune import search
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="together", storage=storage, direction="maximize")
+    study.set_user_attr(search.METRIC_ATTRIBUTE, "validation_f1")
+
+    def creator_goes_on():
+        study.set_user_attr(search.SPACE_ATTRIBUTE, {"lr": "float"})
+        study.set_user_attr(search.PRUNER_ATTRIBUTE, {"name": "none"})
+
+    later = threading.Timer(0.5, creator_goes_on)
+    later.start()
+    attributes = search._settled_attributes(optuna.load_study(study_name="together", storage=storage))
+    later.join()
+    assert attributes[search.SPACE_ATTRIBUTE] == {"lr": "float"} and attributes[search.PRUNER_ATTRIBUTE] == {"name": "none"}

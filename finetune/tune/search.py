@@ -56,6 +56,7 @@ DEFAULT_STORAGE = TUNING_DIR / "studies.db"
 METRIC_ATTRIBUTE, SPACE_ATTRIBUTE = "metric", "space"
 PUSH_ATTEMPTS, PUSH_PAUSE_SECONDS = 3, 2
 WAIT_SECONDS, STOP_SECONDS = 0.2, 60  # polling the workers; the most a stop waits for them
+ATTRIBUTES_SECONDS = 30  # the most a worker waits for the study's creator to write what they share
 
 # The heartbeat arguments are experimental in Optuna; this project relies on them on purpose.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -129,6 +130,19 @@ def _committed(commit, path):
     return result.stdout
 
 
+def _settled_attributes(study, timeout=ATTRIBUTES_SECONDS):
+    """The study's user attributes, once the worker that created it has written all it shares: it
+    writes them one at a time, and a worker started with it once read the metric without the space
+    (KeyError: 'space', seen in CI with three workers starting together)."""
+    shared = {METRIC_ATTRIBUTE, SPACE_ATTRIBUTE, PRUNER_ATTRIBUTE}
+    deadline = time.monotonic() + timeout
+    attributes = study.user_attrs
+    while attributes and not shared <= set(attributes) and time.monotonic() < deadline:
+        time.sleep(WAIT_SECONDS)
+        attributes = study.user_attrs
+    return attributes
+
+
 def _study(search, storage, key, maximise, space):
     described = {dimension.name: dimension.describe() for dimension in space}
     direction = "maximize" if maximise else "minimize"
@@ -139,7 +153,7 @@ def _study(search, storage, key, maximise, space):
     # are random draws. So a seed counts on from the trials the study already has.
     sampler = optuna.samplers.TPESampler(seed=None if search.seed is None else search.seed + trials)
     study = optuna.load_study(study_name=search.study, storage=storage, sampler=sampler)
-    attributes = study.user_attrs
+    attributes = _settled_attributes(study)
     if not attributes:  # a new study: what every worker and restart must share
         study.set_user_attr(METRIC_ATTRIBUTE, key)
         study.set_user_attr(SPACE_ATTRIBUTE, described)
