@@ -343,7 +343,7 @@ def test_workers_drawing_one_study_report_at_once_each_leave_it_whole(tmp_path):
 
 
 def test_each_trial_gets_its_gpu_or_its_share_of_the_cores(monkeypatch):
-    from finetune.tune.search import trial_environment
+    from finetune.processes import trial_environment
 
     assert trial_environment(3, jobs=2) == {"CUDA_VISIBLE_DEVICES": "3"}
     monkeypatch.setenv("OMP_NUM_THREADS", "8")  # what this search itself was given

@@ -35,7 +35,7 @@ from finetune.core.errors import PipelineError
 from finetune.core.metrics import higher_is_better
 from finetune.core.params import PARAMS_FILE, parse_params, read_yaml
 from finetune.core.tasks import best_model_metric
-from finetune.processes import cpu_threads
+from finetune.processes import trial_environment
 from finetune.training.pruning import PRUNER_ATTRIBUTE, STORAGE_VARIABLE, open_storage
 from finetune.tune.compare import task_of
 from finetune.tune.experiments import (
@@ -236,15 +236,6 @@ def _devices(jobs):
     for index in range(count):
         devices.put(index)
     return devices
-
-
-def trial_environment(device, jobs):
-    """A trial's own device: its GPU (never two trials on one), or on a CPU its share of the cores, so
-    that trials at once do not oversubscribe them (two 2-thread trainings on 2 cores took about twice
-    as long as one after the other). The train stage's log names what it was given."""
-    if device is not None:
-        return {"CUDA_VISIBLE_DEVICES": str(device)}
-    return {"OMP_NUM_THREADS": str(max(1, cpu_threads() // jobs))}
 
 
 class _Objective:
