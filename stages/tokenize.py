@@ -4,6 +4,9 @@ Truncated to `max_length` and left unpadded: batches are padded to their own lon
 pair at training time (dynamic padding), which is much cheaper than padding to max_length.
 Splits stream from disk in batches (memory-mapped Arrow in, Arrow files out): memory stays flat
 in the number of rows; a split that takes a while prints progress lines (rows/s, time left).
+A large split is tokenized in contiguous parts by several processes, one a core: the fast tokenizer
+encodes a batch on every core, but the rest of `map` (Arrow in and out) runs on one; the files are
+the same bytes whatever the number of processes.
 """
 
 import hashlib
@@ -22,6 +25,11 @@ from finetune.data.label_sets import multi_hot
 from finetune.data.loading import load_raw_splits, sha256, token_counts
 from finetune.data.progress import Progress
 from finetune.models import load_tokenizer
+from finetune.processes import cpu_threads
+
+# Rows each process must have before a split is shared out: at 100,000 rows in two processes
+# the start-up cost what they saved (docs/measurements.md).
+ROWS_PER_PROCESS = 100_000
 
 
 def main():
@@ -53,19 +61,26 @@ def main():
 
 def _tokenized_splits(params, task, tokenizer, raw_splits, scratch):
     """Each split tokenized into Arrow files in `scratch`, a batch of rows at a time."""
-    def tokenize_texts(batch, progress):  # one sentence or a pair, as the task has
+    def tokenize_texts(batch, rank, progress):  # one sentence or a pair, as the task has
         texts = [batch[column] for column in task.text_columns]
-        progress.advance(len(texts[0]))
+        progress[rank or 0].advance(len(texts[0]))
         return tokenizer(*texts, truncation=True, max_length=params.max_length)
 
     def mapped(split, split_data, function, step, **options):
         return split_data.map(function, new_fingerprint=_fingerprint(params, split, step),
                               cache_file_name=f"{scratch}/{split}-{step}.arrow", **options)
 
+    def tokenized_split(split, split_data):
+        parts = _part_rows(len(split_data), max(1, min(cpu_threads(), len(split_data) // ROWS_PER_PROCESS)))
+        progress = [Progress(f"tokenize: {split}" + (f", part {part} of {len(parts)}" if len(parts) > 1 else ""), rows)
+                    for part, rows in enumerate(parts, 1)]
+        parted = mapped(split, split_data, tokenize_texts, 0, batched=True, remove_columns=list(task.text_columns),
+                        with_rank=True, num_proc=len(parts) if len(parts) > 1 else None, fn_kwargs={"progress": progress})
+        # Parts put together lose the split's name, one part keeps it: named here, the same bytes either way.
+        return datasets.concatenate_datasets([parted], split=datasets.NamedSplit(split))
+
     tokenized = datasets.DatasetDict({
-        split: mapped(split, split_data, tokenize_texts, 0, batched=True, remove_columns=list(task.text_columns),
-                      fn_kwargs={"progress": Progress(f"tokenize: {split}", len(split_data))})
-        for split, split_data in raw_splits.items()
+        split: tokenized_split(split, split_data) for split, split_data in raw_splits.items()
     }).rename_column("label", "labels")
     if task.regression:  # the model's squared-error loss takes float32 targets
         tokenized = tokenized.cast_column("labels", datasets.Value("float32"))
@@ -83,13 +98,20 @@ def _multi_hot_features(split_data):
     return features
 
 
+def _part_rows(rows, processes):
+    """The rows of each of `processes` contiguous parts, as `datasets` shards a split for `map`."""
+    share, rest = divmod(rows, processes)
+    return [share + (part < rest) for part in range(processes)]
+
+
 def _fingerprint(params, split, step=0):
     """The tokenized split's `datasets` fingerprint (saved in its state.json), from the stage's
     declared inputs only. datasets' own hashes the map function's closure, which holds the
     tokenizer's install path and every param: another clone, venv or train-only param gave
-    another data/tokenized hash, and so re-ran train for nothing."""
+    another data/tokenized hash, and so re-ran train for nothing. 32 characters: `datasets` gives
+    each part of a split shared out the fingerprint and "_00000_of_00002", and takes at most 64."""
     inputs = [params.checkpoint, params.max_length, sha256(raw_split_file(split)), *([step] if step else [])]
-    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:32]
 
 
 if __name__ == "__main__":

@@ -45,3 +45,17 @@ def test_benchmark_runs_one_recipe_when_asked(project):
     assert result.returncode == 0, result.stderr
     assert re.findall(r"^(course|stage) +seed", result.stdout, re.M) == ["course"]
     assert re.search(r"^mean pairs/s: course [\d.]+$", result.stdout, re.M)
+
+
+def test_scale_bench_prints_each_stage_of_each_size_with_its_memory(project):
+    # The memory of a stage's own process (and of tokenize's parts, were there any) is sampled:
+    # a Python process with datasets loaded holds well over 50 MB; a broken reading prints 0.
+    result = run_module("finetune.commands.benchmark", project, ["--scale", "300", "600", "--keep", "generated"])
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"^ +([\d,]+) (download|tokenize) +[\d.]+ +([\d,]+) +([\d,]+) +([\d,]+)$", result.stdout, re.M)
+    assert [(size, stage) for size, stage, *_ in rows] == [
+        ("300", "download"), ("300", "tokenize"), ("600", "download"), ("600", "tokenize")]
+    assert all(int(own.replace(",", "")) > 50 for *_, own, _resident in rows)
+    # train 600 rows, validation and test a tenth each, at least 100 (header line aside)
+    assert [len((project / "generated" / "rows-600" / "pairs" / f"{split}.csv").read_text().splitlines()) - 1
+            for split in ("train", "validation", "test")] == [600, 100, 100]

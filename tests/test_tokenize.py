@@ -5,6 +5,7 @@ import datasets
 import pytest
 import yaml
 
+from finetune.data.progress import Progress
 from stages import download, tokenize
 from tests.conftest import SPLIT_ROWS, run_stage_process
 from tests.repos import copy_project, dvc_environment, write_params
@@ -21,6 +22,24 @@ def test_pairs_are_truncated_and_left_unpadded(project, tiny_params):
     assert max(lengths) == 12  # some pairs were truncated to max_length
     assert len(lengths) > 1  # no padding on disk: lengths differ
     assert 0 not in {token for ids in tokenized["train"]["input_ids"] for token in ids}  # no [PAD]
+
+
+def test_a_split_shared_out_among_processes_gives_the_files_of_one_process(project, monkeypatch):
+    # A machine with more cores tokenizes a large split in parts: the same bytes, so data/tokenized
+    # keeps its DVC hash (and train its cache) from one machine to another.
+    download.main()
+    monkeypatch.setattr(tokenize, "ROWS_PER_PROCESS", 10)  # train's 48 rows make parts, the others not
+    progress_lines = []  # what each split's (or part's) progress lines are headed
+    monkeypatch.setattr(tokenize, "Progress", lambda what, *rest: progress_lines.append(what) or Progress(what, *rest))
+    files = {}
+    for cores in ("1", "2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", cores)
+        tokenize.main()
+        folder = project / "data" / "tokenized"
+        files[cores] = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    assert files["1"] == files["2"]
+    assert progress_lines[3:] == ["tokenize: train, part 1 of 2", "tokenize: train, part 2 of 2",
+                                  "tokenize: validation", "tokenize: test"]  # 16 rows: one process
 
 
 @pytest.mark.slow

@@ -5,8 +5,9 @@ words of the checkpoint's vocabulary, ~30 tokens a pair as QQP's, 37% duplicates
 question reworded, so a model can learn it) as your own csv files,
 train of that many rows and validation and test of a tenth each, then runs the stages on it in a
 fresh project folder, each in its own process, and prints each stage's wall time, rows/s and peak
-memory: of the process's own (anonymous) memory, sampled every 0.2 s, and its largest resident set,
-which also counts the pages of memory-mapped Arrow files it read (the kernel drops those as needed):
+memory: the anonymous memory of the process and of the processes it starts (a page they share
+counted once), sampled every 0.2 s, and the largest resident set of any one of them, which also
+counts the pages of memory-mapped Arrow files read (the kernel drops those as needed):
 
     finetune bench --scale 10000 100000 1000000
     finetune bench --scale 363846 --validation-rows 40430 --test-rows 390965 \\
@@ -96,11 +97,16 @@ def timed_stage(stage, project):
 
 
 def _anonymous_kb(pid):
+    """The anonymous memory of the process and of the processes it started (tokenize's parts), each
+    page shared after a fork counted once (a share to each process: Pss_Anon)."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except OSError:  # the process has just ended
         return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")), 0)
+    own = next((int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss_Anon:")), 0)
+    return own + sum(_anonymous_kb(child) for child in children)
 
 
 def run(arguments):

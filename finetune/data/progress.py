@@ -21,7 +21,7 @@ class Progress:
 
     def __init__(self, what, total, unit="rows", interval=INTERVAL, stream=None, total_work=None):
         self.what, self.total, self.unit, self.interval = what, total, unit, interval
-        self.stream = stream or sys.stderr
+        self.stream = stream  # None: sys.stderr when a line is printed (so a copy in another process prints there)
         self.done, self.total_work, self.work_done = 0, total_work, 0
         self.started = self.last_line = time.monotonic()
 
@@ -31,7 +31,7 @@ class Progress:
         now = time.monotonic()
         if now - self.last_line >= self.interval and self.done != self.total:
             self.last_line = now
-            print(self.line(now), file=self.stream, flush=True)
+            print(self.line(now), file=self.stream or sys.stderr, flush=True)
 
     def line(self, now=None):
         elapsed = (now or time.monotonic()) - self.started
