@@ -238,8 +238,8 @@ def load_raw_splits(task, scratch):
     missing = [raw_split_file(split) for split in task.splits if not raw_split_file(split).is_file()]
     if missing:
         raise PipelineError(f"{missing[0]} not found: run `dvc repro download` first")
-    # Arrow's pre-buffering reads row groups ahead of the conversion: 150 MB more at a million rows
-    # than at 100,000 (docs/measurements.md); without it the copy's memory is flat in the rows.
+    # Arrow's pre-buffering reads row groups ahead of the conversion: tokenize took 150 to 200 MB more
+    # at a million rows than at 100,000 with it, about 50 MB more without (docs/measurements.md).
     reading = pyarrow.dataset.ParquetFragmentScanOptions(pre_buffer=False)
     return datasets.DatasetDict({
         split: datasets.Dataset.from_parquet(str(raw_split_file(split)), cache_dir=scratch,
